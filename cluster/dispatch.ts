@@ -1,0 +1,307 @@
+import type { IncomingMessage } from 'node:http';
+import type { Balancer, Lease, Outcome } from './balancer.ts';
+import { ClusterError, StreamBrokenError } from './errors.ts';
+import type { NodeInfo } from './node.ts';
+import { SseParser, formatSse } from './sse.ts';
+import { UpstreamFailure, type UpstreamClient } from './upstream.ts';
+
+export interface DispatchOptions {
+  /** Extra attempts on other nodes when a request fails before its first byte. */
+  retries: number;
+  connectTimeoutMs: number;
+  firstByteTimeoutMs: number;
+  stallTimeoutMs: number;
+}
+
+export interface CompletionRequest {
+  /** Below the API path: `/chat/completions`, `/completions`, `/embeddings`. */
+  path: string;
+  model: string;
+  /** The client's JSON body; unknown fields pass through untouched. */
+  body: Record<string, unknown>;
+  signal: AbortSignal;
+}
+
+/** Receives a streamed answer. `send` returns false when the client is not keeping up. */
+export interface StreamSink {
+  /** The first event arrived from `node`: commit to it (send the response headers). */
+  start(node: NodeInfo): void;
+  /** SSE text to forward as is, and the parsed JSON of its data events (for observers). */
+  send(text: string, chunks: Record<string, any>[]): boolean;
+  /** Resolves when the client can take more. */
+  drained(): Promise<void>;
+  /** The answer is complete; `[DONE]` was in the last `send`. */
+  end(): void;
+  /** The answer broke after it started: tell the client, never as a complete answer. */
+  fail(err: StreamBrokenError): void;
+}
+
+export interface JsonAnswer {
+  status: number;
+  body: Buffer;
+  node: NodeInfo;
+}
+
+const MAX_ERROR_BODY = 64 * 1024;
+const MAX_JSON_BODY = 64 * 1024 * 1024;
+
+/** Statuses that say the node, not the request, is the problem: try another node. */
+function nodeAtFault(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408 || status === 404 || status === 401 || status === 403;
+}
+
+function retryAfterOf(res: IncomingMessage): number | undefined {
+  const h = res.headers['retry-after'];
+  if (!h) return undefined;
+  const s = Number(h);
+  if (Number.isFinite(s)) return Math.max(0, s);
+  const t = Date.parse(String(h));
+  return Number.isFinite(t) ? Math.max(0, Math.ceil((t - Date.now()) / 1000)) : undefined;
+}
+
+function readBody(res: IncomingMessage, limit: number, signal: AbortSignal): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const onAbort = () => res.destroy(new UpstreamFailure('aborted', 'client went away'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    res.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > limit) res.destroy(new UpstreamFailure('reset', `answer larger than ${limit} bytes`));
+      else parts.push(b);
+    });
+    res.on('end', () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(Buffer.concat(parts));
+    });
+    res.on('error', (e) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(e);
+    });
+    res.on('close', () => {
+      if (!res.complete) reject(new UpstreamFailure('reset', 'connection closed before the answer was complete'));
+    });
+  });
+}
+
+/**
+ * Sends completions to the cluster: picks a node through the balancer, retries on another node
+ * while nothing has reached the client, and watches a stream until its `[DONE]`.
+ */
+export class Dispatcher {
+  constructor(
+    private readonly balancer: Balancer,
+    private readonly upstream: UpstreamClient,
+    private readonly opts: DispatchOptions,
+  ) {}
+
+  /** A non-streamed request: the node's answer, or a ClusterError. */
+  json(req: CompletionRequest): Promise<JsonAnswer> {
+    return this.attempts(req, async (lease, res, t0) => {
+      const body = await readBody(res, MAX_JSON_BODY, req.signal);
+      try {
+        JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new AttemptFailed('malformed', `${lease.node.name} sent an answer that is not JSON`);
+      }
+      lease.release({ ok: true, firstByteMs: Date.now() - t0 });
+      return { status: res.statusCode ?? 200, body, node: lease.node };
+    });
+  }
+
+  /**
+   * A streamed request. Resolves once the stream has ended (completely, or through
+   * `sink.fail`); rejects with a ClusterError when it fails before its first byte.
+   */
+  stream(req: CompletionRequest, sink: StreamSink): Promise<void> {
+    return this.attempts(req, (lease, res, t0) => this.pump(req, lease, res, t0, sink));
+  }
+
+  /** Try nodes in turn until one answers; failures before the first byte move to the next. */
+  private async attempts<T>(
+    req: CompletionRequest,
+    consume: (lease: Lease, res: IncomingMessage, t0: number) => Promise<T>,
+  ): Promise<T> {
+    const body = Buffer.from(JSON.stringify(req.body));
+    const tried = new Set<string>();
+    let last: ClusterError | undefined;
+    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+      if (req.signal.aborted) throw new ClusterError('aborted', 'client went away');
+      let lease: Lease;
+      try {
+        lease = await this.balancer.acquire({ model: req.model, exclude: tried, signal: req.signal });
+      } catch (e) {
+        // Out of untried nodes: the last real failure says more than "no node".
+        throw last ?? e;
+      }
+      tried.add(lease.node.id);
+      const t0 = Date.now();
+      try {
+        const res = await this.upstream.post({
+          node: lease.node,
+          path: req.path,
+          body,
+          signal: req.signal,
+          connectTimeoutMs: this.opts.connectTimeoutMs,
+          firstByteTimeoutMs: this.opts.firstByteTimeoutMs,
+        });
+        const status = res.statusCode ?? 502;
+        if (status < 200 || status >= 300) {
+          const errBody = await readBody(res, MAX_ERROR_BODY, req.signal).catch(() => Buffer.alloc(0));
+          if (!nodeAtFault(status)) {
+            lease.release({ ok: true, failure: 'client' });
+            throw new ClusterError('rejected', `${lease.node.name} rejected the request`, { status, body: errBody });
+          }
+          const retryAfterS = status === 429 ? retryAfterOf(res) : undefined;
+          lease.release({ ok: false, failure: 'status', retryAfterS });
+          last =
+            status === 429
+              ? new ClusterError('no_capacity', `${lease.node.name} is busy (429)`, { retryAfterS: retryAfterS ?? 1, busy: true })
+              : new ClusterError('upstream', `${lease.node.name} answered ${status}: ${summarise(errBody)}`);
+          continue;
+        }
+        return await consume(lease, res, t0);
+      } catch (e) {
+        if (e instanceof ClusterError) throw e;
+        const failure = toFailure(e);
+        lease.release({ ok: false, failure: failure.reason === 'aborted' ? 'aborted' : failure.outcome });
+        if (failure.reason === 'aborted') throw new ClusterError('aborted', 'client went away');
+        last = new ClusterError(failure.reason === 'timeout' ? 'timeout' : 'upstream', failure.message);
+      }
+    }
+    throw last!;
+  }
+
+  /** Forward one upstream stream to the sink: committed at the first data event. */
+  private pump(req: CompletionRequest, lease: Lease, res: IncomingMessage, t0: number, sink: StreamSink): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const parser = new SseParser();
+      let started = false;
+      let finished = false;
+      let chunks = 0;
+      let tFirst = 0;
+      // The answer must begin within the first-byte limit even if the node sends pings meanwhile.
+      const firstTimer = setTimeout(
+        () => res.destroy(new UpstreamFailure('timeout', `${lease.node.name} sent no event for ${this.opts.firstByteTimeoutMs} ms`)),
+        Math.max(1, this.opts.firstByteTimeoutMs - (Date.now() - t0)),
+      );
+      const onAbort = () => res.destroy(new UpstreamFailure('aborted', 'client went away'));
+      req.signal.addEventListener('abort', onAbort, { once: true });
+
+      const settle = (outcome: Outcome, err?: unknown) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(firstTimer);
+        req.signal.removeEventListener('abort', onAbort);
+        // After [DONE] the rest of the response drains so the socket can be reused; the stall
+        // timer stays armed to reap a node that never ends it. Anything else frees the socket now.
+        if (err !== undefined) {
+          res.setTimeout(0);
+          res.destroy();
+        } else if (res.complete) res.setTimeout(0);
+        else res.resume();
+        lease.release({ ...outcome, chunks, firstByteMs: tFirst ? tFirst - t0 : undefined, decodeMs: tFirst ? Date.now() - tFirst : undefined });
+        if (err === undefined) {
+          sink.end();
+          resolve();
+        } else if (!started) {
+          reject(err);
+        } else {
+          sink.fail(err instanceof StreamBrokenError ? err : new StreamBrokenError('reset', String((err as Error).message ?? err)));
+          resolve();
+        }
+      };
+
+      const broken = (reason: StreamBrokenError['reason'], message: string) =>
+        settle({ ok: false, failure: reason === 'malformed' ? 'malformed' : 'reset' }, started ? new StreamBrokenError(reason, message) : new AttemptFailed(reason === 'malformed' ? 'malformed' : 'reset', message));
+
+      res.on('data', (buf: Buffer) => {
+        if (finished) return;
+        const items = parser.push(buf);
+        if (items.length === 0) return;
+        let text = '';
+        const parsed: Record<string, any>[] = [];
+        let done = false;
+        for (const it of items) {
+          if ('comment' in it) {
+            if (started) text += formatSse(it);
+            continue;
+          }
+          if (it.data === '[DONE]') {
+            done = true;
+            text += 'data: [DONE]\n\n';
+            break;
+          }
+          let obj: any;
+          try {
+            obj = JSON.parse(it.data);
+          } catch {
+            return broken('malformed', `${lease.node.name} sent a malformed event`);
+          }
+          if (obj && typeof obj === 'object' && obj.error) {
+            const msg = typeof obj.error === 'object' ? obj.error.message : String(obj.error);
+            return broken('upstream_error', `${lease.node.name} reported an error mid-stream: ${msg}`);
+          }
+          parsed.push(obj);
+          chunks++;
+          text += formatSse(it);
+        }
+        if (text === '') return;
+        if (!started) {
+          started = true;
+          tFirst = Date.now();
+          clearTimeout(firstTimer);
+          res.setTimeout(this.opts.stallTimeoutMs, () =>
+            res.destroy(new StreamBrokenError('stall', `${lease.node.name} went silent for ${this.opts.stallTimeoutMs} ms`)),
+          );
+          sink.start(lease.node);
+        }
+        if (!sink.send(text, parsed) && !done) {
+          res.pause();
+          void sink.drained().then(() => res.resume());
+        }
+        if (done) settle({ ok: true });
+      });
+      res.on('end', () => broken('no_done', `${lease.node.name} ended the answer without [DONE]`));
+      res.on('error', (e: Error) => {
+        if (e instanceof UpstreamFailure && e.reason === 'aborted') {
+          return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
+        }
+        if (e instanceof StreamBrokenError) return settle({ ok: false, failure: 'timeout' }, started ? e : new AttemptFailed('timeout', e.message));
+        if (e instanceof UpstreamFailure) return settle({ ok: false, failure: e.reason === 'timeout' ? 'timeout' : 'reset' }, started ? new StreamBrokenError(e.reason === 'timeout' ? 'stall' : 'reset', e.message) : e);
+        broken('reset', `${lease.node.name}: connection lost (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+      });
+      res.on('close', () => {
+        if (!finished) broken('reset', `${lease.node.name}: connection closed mid-answer`);
+      });
+    });
+  }
+}
+
+/** A failure of one attempt, before anything reached the client: the next node may do better. */
+class AttemptFailed extends Error {
+  constructor(
+    readonly outcome: 'malformed' | 'reset' | 'timeout',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function toFailure(e: unknown): { reason: 'timeout' | 'reset' | 'aborted' | 'connect'; outcome: NonNullable<Outcome['failure']>; message: string } {
+  if (e instanceof UpstreamFailure) return { reason: e.reason, outcome: e.reason === 'aborted' ? 'aborted' : e.reason, message: e.message };
+  if (e instanceof AttemptFailed) return { reason: e.outcome === 'timeout' ? 'timeout' : 'reset', outcome: e.outcome, message: e.message };
+  return { reason: 'reset', outcome: 'reset', message: (e as Error)?.message ?? String(e) };
+}
+
+function summarise(body: Buffer): string {
+  const text = body.toString('utf8');
+  try {
+    const j = JSON.parse(text);
+    const m = j?.error?.message ?? j?.message ?? j?.error;
+    if (typeof m === 'string') return m.slice(0, 300);
+  } catch {
+    /* not JSON */
+  }
+  return text.slice(0, 300) || '(empty body)';
+}

@@ -1,0 +1,86 @@
+import { StringDecoder } from 'node:string_decoder';
+
+/**
+ * A server-sent event: `data` joins the event's `data:` lines with "\n"; a comment line
+ * (": ping") is kept as its own item so silent periods can be forwarded as keep-alives.
+ */
+export type SseItem = { data: string; event?: string } | { comment: string };
+
+/**
+ * Incremental SSE reader. Written by hand because it sits on the hot path of every streamed
+ * token and is small: it accepts LF, CRLF and CR line ends, comment lines, multi-line data,
+ * and multi-byte UTF-8 split across network reads (the decoder keeps partial sequences).
+ */
+export class SseParser {
+  private readonly decoder = new StringDecoder('utf8');
+  private rest = '';
+  private data: string[] = [];
+  private event: string | undefined;
+  private lastWasCR = false;
+
+  /** Feed bytes; returns the events completed by them. */
+  push(chunk: Buffer | string): SseItem[] {
+    let text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    // A CRLF may be split across reads: drop the LF that completes a CR already handled.
+    if (this.lastWasCR && text.startsWith('\n')) text = text.slice(1);
+    this.lastWasCR = text.endsWith('\r');
+    const buf = this.rest + text;
+    const out: SseItem[] = [];
+    let start = 0;
+    for (;;) {
+      let nl = -1;
+      let width = 1;
+      for (let i = start; i < buf.length; i++) {
+        const c = buf.charCodeAt(i);
+        if (c === 10) {
+          nl = i;
+          break;
+        }
+        if (c === 13) {
+          nl = i;
+          if (buf.charCodeAt(i + 1) === 10) width = 2;
+          break;
+        }
+      }
+      if (nl < 0) break;
+      this.line(buf.slice(start, nl), out);
+      start = nl + width;
+    }
+    this.rest = buf.slice(start);
+    return out;
+  }
+
+  /** True when bytes of an unfinished event are buffered (a stream that ends here was cut). */
+  get pending(): boolean {
+    return this.rest.length > 0 || this.data.length > 0;
+  }
+
+  private line(line: string, out: SseItem[]): void {
+    if (line === '') {
+      if (this.data.length) {
+        out.push(this.event ? { data: this.data.join('\n'), event: this.event } : { data: this.data.join('\n') });
+      }
+      this.data = [];
+      this.event = undefined;
+      return;
+    }
+    if (line.charCodeAt(0) === 58 /* : */) {
+      out.push({ comment: line.slice(1).trimStart() });
+      return;
+    }
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.charCodeAt(0) === 32) value = value.slice(1);
+    if (field === 'data') this.data.push(value);
+    else if (field === 'event') this.event = value;
+    // `id` and `retry` mean nothing for a one-shot completion stream.
+  }
+}
+
+/** Serialise one item back to SSE text (LF line ends, one `data:` line per line of data). */
+export function formatSse(item: SseItem): string {
+  if ('comment' in item) return `: ${item.comment}\n\n`;
+  const data = item.data.includes('\n') ? item.data.split('\n').join('\ndata: ') : item.data;
+  return item.event ? `event: ${item.event}\ndata: ${data}\n\n` : `data: ${data}\n\n`;
+}

@@ -1,0 +1,120 @@
+import type { ServerResponse } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { Context } from 'hono';
+import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
+import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
+import type { NodeInfo } from '../../cluster/node.ts';
+import { ApiError, badRequest, errorResponse, fromClusterError } from './errors.ts';
+import { validateBody, type Endpoint } from './validate.ts';
+
+const PATHS: Record<Endpoint, string> = {
+  chat: '/chat/completions',
+  completions: '/completions',
+  embeddings: '/embeddings',
+};
+
+/** Watches one streamed answer as it passes (history, statistics). */
+export interface StreamObserver {
+  start?(node: NodeInfo): void;
+  chunks?(chunks: Record<string, any>[]): void;
+  end?(outcome: { complete: boolean; error?: string }): void;
+}
+
+export interface CompletionDeps {
+  dispatcher: Dispatcher;
+  /** Optional observer per request, e.g. to store the conversation (`"store": true`). */
+  observe?: (endpoint: Endpoint, body: Record<string, unknown>) => StreamObserver | undefined;
+}
+
+/** Handler for POST /v1/chat/completions, /v1/completions and /v1/embeddings. */
+export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
+  return async (c: Context<{ Bindings: HttpBindings }>) => {
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(await c.req.text());
+    } catch {
+      return errorResponse(c, badRequest('The request body is not valid JSON.', null, 'invalid_json'));
+    }
+    let model: string;
+    let stream: boolean;
+    try {
+      ({ model, stream } = validateBody(endpoint, body));
+    } catch (e) {
+      if (e instanceof ApiError) return errorResponse(c, e);
+      throw e;
+    }
+    const out = c.env.outgoing;
+    const abort = new AbortController();
+    out.once('close', () => {
+      if (!out.writableFinished) abort.abort();
+    });
+    const req = { path: PATHS[endpoint], model, body, signal: abort.signal };
+    const observer = deps.observe?.(endpoint, body);
+    try {
+      if (!stream) {
+        const answer = await deps.dispatcher.json(req);
+        observer?.start?.(answer.node);
+        try {
+          observer?.chunks?.([JSON.parse(answer.body.toString('utf8'))]);
+        } finally {
+          observer?.end?.({ complete: true });
+        }
+        return c.body(answer.body as unknown as ArrayBuffer, answer.status as 200, { 'content-type': 'application/json' });
+      }
+      await deps.dispatcher.stream(req, sseSink(out, observer));
+      return RESPONSE_ALREADY_SENT;
+    } catch (e) {
+      if (!(e instanceof ClusterError)) throw e;
+      observer?.end?.({ complete: false, error: e.message });
+      if (e.kind === 'aborted') return RESPONSE_ALREADY_SENT;
+      const mapped = fromClusterError(e);
+      if (mapped instanceof ApiError) return errorResponse(c, mapped);
+      return c.body(mapped.body as unknown as ArrayBuffer, mapped.status as 400, { 'content-type': 'application/json' });
+    }
+  };
+}
+
+/**
+ * Writes a streamed answer straight to Node's response (bypassing web streams keeps the per-
+ * chunk cost of the hot path low). Headers go out with the first event, so a failure before it
+ * can still be retried elsewhere or reported as a plain JSON error.
+ */
+function sseSink(out: ServerResponse, observer: StreamObserver | undefined): StreamSink {
+  return {
+    start(node) {
+      out.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      });
+      out.flushHeaders();
+      observer?.start?.(node);
+    },
+    send(text, chunks) {
+      if (observer?.chunks) observer.chunks(chunks);
+      return out.write(text);
+    },
+    drained() {
+      return new Promise((resolve) => {
+        const done = () => {
+          out.off('drain', done);
+          out.off('close', done);
+          resolve();
+        };
+        out.on('drain', done);
+        out.on('close', done);
+      });
+    },
+    end() {
+      out.end();
+      observer?.end?.({ complete: true });
+    },
+    fail(err: StreamBrokenError) {
+      // An error event and no [DONE]: no client can take a cut answer for a complete one.
+      const event = { error: { message: `The answer was interrupted: ${err.message}`, type: 'server_error', code: `stream_${err.reason}`, param: null } };
+      out.end(`data: ${JSON.stringify(event)}\n\n`);
+      observer?.end?.({ complete: false, error: err.message });
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { ClusterError } from '../../cluster/errors.ts';
+
+/** OpenAI's error object: `{"error":{"message","type","code","param"}}`. */
+export interface ApiErrorBody {
+  error: { message: string; type: string; code: string | null; param: string | null };
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    message: string,
+    readonly type: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  body(): ApiErrorBody {
+    return { error: { message: this.message, type: this.type, code: this.code, param: this.param } };
+  }
+}
+
+export const badRequest = (message: string, param: string | null = null, code = 'invalid_value') =>
+  new ApiError(400, message, 'invalid_request_error', code, param);
+
+export function errorResponse(c: Context, e: ApiError): Response {
+  return c.json(e.body(), e.status, e.headers);
+}
+
+/** What the cluster's failure means to an API client. */
+export function fromClusterError(e: ClusterError): ApiError | { status: number; body: Buffer } {
+  switch (e.kind) {
+    case 'unknown_model':
+      return new ApiError(404, e.message, 'invalid_request_error', 'model_not_found', 'model');
+    case 'no_capacity': {
+      const retry = String(Math.max(1, Math.ceil(e.extra.retryAfterS ?? 1)));
+      return e.extra.busy
+        ? new ApiError(429, e.message, 'rate_limit_error', 'nodes_busy', null, { 'retry-after': retry })
+        : new ApiError(503, e.message, 'server_error', 'no_node_available', null, { 'retry-after': retry });
+    }
+    case 'timeout':
+      return new ApiError(504, e.message, 'server_error', 'upstream_timeout');
+    case 'rejected': {
+      const status = e.extra.status ?? 400;
+      const body = e.extra.body ?? Buffer.alloc(0);
+      if (isOpenAiError(body)) return { status, body };
+      const text = body.toString('utf8').slice(0, 500) || e.message;
+      return new ApiError(status as ContentfulStatusCode, text, 'invalid_request_error', 'rejected_by_node');
+    }
+    case 'aborted':
+      return new ApiError(400, e.message, 'invalid_request_error', 'client_closed');
+    case 'upstream':
+    default:
+      return new ApiError(502, e.message, 'server_error', 'upstream_error');
+  }
+}
+
+function isOpenAiError(body: Buffer): boolean {
+  try {
+    const j = JSON.parse(body.toString('utf8'));
+    return typeof j?.error?.message === 'string';
+  } catch {
+    return false;
+  }
+}

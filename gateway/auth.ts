@@ -1,0 +1,50 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import { ApiError, errorResponse } from './api/errors.ts';
+import { isPrivateAddress } from './client-networks.ts';
+import { remoteAddress } from './remote.ts';
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Checks a presented key against every configured key in constant time. */
+export function keyChecker(keys: readonly string[]): (presented: string) => boolean {
+  // Comparing fixed-length digests keeps the time independent of both content and length.
+  const wanted = keys.map(digest);
+  return (presented) => {
+    const got = digest(presented);
+    let ok = false;
+    for (const w of wanted) ok = timingSafeEqual(w, got) || ok;
+    return ok;
+  };
+}
+
+/**
+ * API access: with keys configured, `Authorization: Bearer KEY` is required; with none, only
+ * clients on loopback and private networks are served, so Hearth is never an open relay.
+ */
+export function apiAuth(keys: readonly string[]): MiddlewareHandler {
+  const check = keyChecker(keys);
+  return async (c, next) => {
+    if (keys.length === 0) {
+      if (isPrivateAddress(remoteAddress(c))) return next();
+      return errorResponse(
+        c,
+        new ApiError(
+          403,
+          'Hearth serves clients outside the local network only with an API key. Add one under `api_keys` in the config file (or HEARTH_API_KEYS) and send it as `Authorization: Bearer KEY`.',
+          'permission_error',
+          'not_local',
+        ),
+      );
+    }
+    const h = c.req.header('authorization') ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(h.trim());
+    if (!m || !check(m[1])) {
+      return errorResponse(
+        c,
+        new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send `Authorization: Bearer KEY`.', 'invalid_request_error', 'invalid_api_key'),
+      );
+    }
+    return next();
+  };
+}

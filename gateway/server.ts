@@ -1,0 +1,126 @@
+import type { AddressInfo } from 'node:net';
+import { serve, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { Balancer } from '../cluster/balancer.ts';
+import { Dispatcher } from '../cluster/dispatch.ts';
+import { NodeMonitor } from '../cluster/monitor.ts';
+import { isUsable, splitNodeUrl } from '../cluster/node.ts';
+import { Registry } from '../cluster/registry.ts';
+import { UpstreamClient } from '../cluster/upstream.ts';
+import { completionHandler } from './api/completions.ts';
+import { ApiError, errorResponse } from './api/errors.ts';
+import { modelRoutes } from './api/models.ts';
+import { apiAuth } from './auth.ts';
+import type { Config } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+
+export interface Hearth {
+  app: Hono<{ Bindings: HttpBindings }>;
+  registry: Registry;
+  balancer: Balancer;
+  log: Logger;
+  /** Listen, and start reading the nodes. */
+  start(): Promise<{ url: string; port: number }>;
+  close(): Promise<void>;
+}
+
+/** Seed the registry with the configured nodes: they stay known while down. */
+function addStaticNodes(registry: Registry, config: Config): void {
+  for (const n of config.nodes) {
+    const { baseUrl, apiPath } = splitNodeUrl(n.url);
+    registry.upsert(
+      {
+        id: new URL(baseUrl).host,
+        baseUrl,
+        apiPath,
+        kind: n.kind ?? 'openai',
+        kindUnconfirmed: n.kind === undefined,
+        apiKey: n.api_key,
+        name: n.name,
+      },
+      'static',
+    );
+  }
+}
+
+export function createHearth(config: Config): Hearth {
+  const log = createLogger(config.log);
+  const registry = new Registry();
+  addStaticNodes(registry, config);
+  const monitor = new NodeMonitor(registry, {
+    intervalMs: config.probe.interval_ms,
+    timeoutMs: config.probe.timeout_ms,
+    maxFailures: config.probe.max_failures,
+  });
+  const balancer = new Balancer(registry);
+  const upstream = new UpstreamClient();
+  const dispatcher = new Dispatcher(balancer, upstream, {
+    retries: config.routing.retries,
+    connectTimeoutMs: config.timeouts.connect_ms,
+    firstByteTimeoutMs: config.timeouts.first_byte_ms,
+    stallTimeoutMs: config.timeouts.stall_ms,
+  });
+  registry.on('change', (e) => {
+    if (e.type === 'removed') log.info(`node ${e.node.name} left: ${e.reason}`);
+    else if (e.type === 'added') log.info(`node ${e.node.name} (${e.node.baseUrl}) known from ${e.node.sources.join(', ')}`);
+  });
+
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) => {
+    const ready = registry.list().some(isUsable);
+    return c.json({ status: ready ? 'ready' : 'no node usable' }, ready ? 200 : 503);
+  });
+
+  const v1 = new Hono<{ Bindings: HttpBindings }>();
+  v1.use(apiAuth(config.api_keys));
+  v1.use(
+    bodyLimit({
+      maxSize: config.limits.body_bytes,
+      onError: (c) =>
+        errorResponse(c, new ApiError(413, `The request body is larger than ${config.limits.body_bytes} bytes (limits.body_bytes).`, 'invalid_request_error', 'request_too_large')),
+    }),
+  );
+  v1.route('/', modelRoutes(balancer));
+  const deps = { dispatcher };
+  v1.post('/chat/completions', completionHandler('chat', deps));
+  v1.post('/completions', completionHandler('completions', deps));
+  v1.post('/embeddings', completionHandler('embeddings', deps));
+  v1.all('*', (c) =>
+    errorResponse(c, new ApiError(404, `Unknown endpoint ${c.req.method} ${c.req.path}.`, 'invalid_request_error', 'unknown_url')),
+  );
+  app.route('/v1', v1);
+
+  app.onError((err, c) => {
+    log.error(`${c.req.method} ${c.req.path}: ${err.stack ?? err}`);
+    return errorResponse(c, new ApiError(500, 'Hearth hit an internal error; the log has the details.', 'server_error', 'internal_error'));
+  });
+
+  let server: ReturnType<typeof serve> | undefined;
+  return {
+    app,
+    registry,
+    balancer,
+    log,
+    start() {
+      return new Promise((resolve, reject) => {
+        server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
+          monitor.start();
+          const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+          resolve({ url: `http://${host}:${info.port}`, port: info.port });
+        });
+        server.once('error', reject);
+      });
+    },
+    async close() {
+      monitor.stop();
+      await new Promise<void>((resolve) => {
+        if (!server) return resolve();
+        server.close(() => resolve());
+        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      upstream.close();
+    },
+  };
+}
