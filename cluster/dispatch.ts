@@ -196,10 +196,11 @@ export class Dispatcher {
         // After [DONE] the rest of the response drains so the socket can be reused; the stall
         // timer stays armed to reap a node that never ends it. Anything else frees the socket now.
         if (err !== undefined) {
-          res.setTimeout(0);
+          if (res.socket) res.setTimeout(0);
           res.destroy();
-        } else if (res.complete) res.setTimeout(0);
-        else res.resume();
+        } else if (res.complete) {
+          if (res.socket) res.setTimeout(0);
+        } else res.resume();
         lease.release({ ...outcome, chunks, firstByteMs: tFirst ? tFirst - t0 : undefined, decodeMs: tFirst ? Date.now() - tFirst : undefined });
         if (err === undefined) {
           sink.end();

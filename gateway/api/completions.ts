@@ -68,9 +68,7 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
       if (!(e instanceof ClusterError)) throw e;
       observer?.end?.({ complete: false, error: e.message });
       if (e.kind === 'aborted') return RESPONSE_ALREADY_SENT;
-      const mapped = fromClusterError(e);
-      if (mapped instanceof ApiError) return errorResponse(c, mapped);
-      return c.body(mapped.body as unknown as ArrayBuffer, mapped.status as 400, { 'content-type': 'application/json' });
+      return errorResponse(c, fromClusterError(e));
     }
   };
 }

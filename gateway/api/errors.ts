@@ -32,7 +32,7 @@ export function errorResponse(c: Context, e: ApiError): Response {
 }
 
 /** What the cluster's failure means to an API client. */
-export function fromClusterError(e: ClusterError): ApiError | { status: number; body: Buffer } {
+export function fromClusterError(e: ClusterError): ApiError {
   switch (e.kind) {
     case 'unknown_model':
       return new ApiError(404, e.message, 'invalid_request_error', 'model_not_found', 'model');
@@ -45,11 +45,9 @@ export function fromClusterError(e: ClusterError): ApiError | { status: number; 
     case 'timeout':
       return new ApiError(504, e.message, 'server_error', 'upstream_timeout');
     case 'rejected': {
-      const status = e.extra.status ?? 400;
-      const body = e.extra.body ?? Buffer.alloc(0);
-      if (isOpenAiError(body)) return { status, body };
-      const text = body.toString('utf8').slice(0, 500) || e.message;
-      return new ApiError(status as ContentfulStatusCode, text, 'invalid_request_error', 'rejected_by_node');
+      const status = (e.extra.status ?? 400) as ContentfulStatusCode;
+      const err = nodeError(e.extra.body ?? Buffer.alloc(0));
+      return new ApiError(status, err.message ?? e.message, err.type ?? 'invalid_request_error', err.code ?? 'rejected_by_node', err.param ?? null);
     }
     case 'aborted':
       return new ApiError(400, e.message, 'invalid_request_error', 'client_closed');
@@ -59,11 +57,21 @@ export function fromClusterError(e: ClusterError): ApiError | { status: number; 
   }
 }
 
-function isOpenAiError(body: Buffer): boolean {
+/** The message, type, code and param a node put in its error body, whatever its dialect. */
+function nodeError(body: Buffer): { message?: string; type?: string; code?: string; param?: string } {
+  const text = body.toString('utf8');
+  let j: any;
   try {
-    const j = JSON.parse(body.toString('utf8'));
-    return typeof j?.error?.message === 'string';
+    j = JSON.parse(text);
   } catch {
-    return false;
+    return { message: text.slice(0, 500) || undefined };
   }
+  const e = typeof j?.error === 'object' && j.error ? j.error : j;
+  const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+  return {
+    message: str(e?.message) ?? str(j?.error) ?? str(j?.detail),
+    type: str(e?.type),
+    code: str(e?.code),
+    param: str(e?.param),
+  };
 }

@@ -1,0 +1,279 @@
+// OpenAI's stored chat completions on top of the history store:
+//   GET    /chat/completions                 list (limit, after, order, model, metadata[k]=v)
+//   GET    /chat/completions/:id             the stored chat.completion
+//   GET    /chat/completions/:id/messages    the request's messages (limit, after, order)
+//   POST   /chat/completions/:id             update metadata ({"metadata": {...}})
+//   DELETE /chat/completions/:id             delete
+// Mounted by the gateway under /v1. `storeObserver` records `"store": true` requests as they
+// stream, through the StreamObserver hook of completions.ts.
+
+import { Hono, type Context } from 'hono';
+import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from '../history/errors.ts';
+import { newId, validateMetadata, type History, type StoredCompletion } from '../history/store.ts';
+import type { AnswerWriter, Message, Usage } from '../history/types.ts';
+import type { NodeInfo } from '../../cluster/node.ts';
+import type { StreamObserver } from './completions.ts';
+import type { Endpoint } from './validate.ts';
+import { ApiError, badRequest, errorResponse } from './errors.ts';
+
+const notFound = (id: string) =>
+  new ApiError(404, `No chat completion found with id '${id}'.`, 'invalid_request_error', 'not_found', 'completion_id');
+
+/** Maps store errors to OpenAI errors (also useful to the chat route). */
+export function historyApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e instanceof HistoryFullError) return new ApiError(507, e.message, 'server_error', 'history_full');
+  if (e instanceof HistoryNotFoundError) return new ApiError(404, e.message, 'invalid_request_error', 'not_found');
+  if (e instanceof HistoryInputError) return badRequest(e.message);
+  throw e;
+}
+
+function limitParam(raw: string | undefined): number {
+  if (raw === undefined) return 20;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 100) throw badRequest(`Invalid 'limit': expected an integer from 1 to 100, got '${raw}'.`, 'limit');
+  return n;
+}
+
+function orderParam(raw: string | undefined): 'asc' | 'desc' {
+  if (raw === undefined || raw === 'asc' || raw === 'desc') return raw ?? 'asc';
+  throw badRequest(`Invalid 'order': expected 'asc' or 'desc', got '${raw}'.`, 'order');
+}
+
+/** The stored completion as OpenAI's chat.completion object (plus a `hearth` extension). */
+export function completionObject(s: StoredCompletion): Record<string, unknown> {
+  const { conversation: c, answer } = s;
+  const status = answer?.status ?? 'error';
+  return {
+    id: c.id,
+    object: 'chat.completion',
+    created: c.completion?.created ?? Math.floor(c.createdAt / 1000),
+    model: answer?.model ?? c.model ?? '',
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: answer?.content ?? '', refusal: null, annotations: [] },
+        // A cut answer has no honest finish_reason; `hearth.status` says what happened.
+        finish_reason: status === 'complete' ? (c.completion?.finishReason ?? 'stop') : null,
+        logprobs: null,
+      },
+    ],
+    usage: answer?.usage ?? null,
+    metadata: c.metadata ?? {},
+    service_tier: 'default',
+    system_fingerprint: null,
+    hearth: { status, node: answer?.node ?? null, timings: answer?.timings ?? null, error: answer?.error ?? null },
+  };
+}
+
+const idParam = (c: Context): string => c.req.param('id') ?? '';
+
+function storeMessage(m: Message): Record<string, unknown> {
+  return { id: m.id, role: m.role, content: m.content, name: m.name ?? null, content_parts: null };
+}
+
+function metadataFilter(url: string): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined;
+  for (const [k, v] of new URL(url).searchParams) {
+    const m = /^metadata\[(.+)\]$/.exec(k);
+    if (m) (out ??= {})[m[1]] = v;
+  }
+  return out;
+}
+
+export function storedCompletionRoutes(history: History): Hono {
+  const app = new Hono();
+  const guarded = (fn: (c: Context) => Response | Promise<Response>) => async (c: Context) => {
+    try {
+      return await fn(c);
+    } catch (e) {
+      return errorResponse(c, historyApiError(e));
+    }
+  };
+
+  app.get(
+    '/chat/completions',
+    guarded((c) => {
+      const limit = limitParam(c.req.query('limit'));
+      const order = orderParam(c.req.query('order'));
+      const after = c.req.query('after') || undefined;
+      const model = c.req.query('model') || undefined;
+      if (after && !history.getCompletion(after)) throw badRequest(`Invalid 'after': no chat completion with id '${after}'.`, 'after');
+      const page = history.listCompletions({ limit, order, after, model, metadata: metadataFilter(c.req.url) });
+      const data = page.items.map((conv) => history.getCompletion(conv.id)).filter((s) => s !== undefined).map(completionObject);
+      return c.json({
+        object: 'list',
+        data,
+        first_id: (data[0]?.id as string | undefined) ?? null,
+        last_id: (data[data.length - 1]?.id as string | undefined) ?? null,
+        has_more: page.hasMore,
+      });
+    }),
+  );
+
+  app.get(
+    '/chat/completions/:id',
+    guarded((c) => {
+      const s = history.getCompletion(idParam(c));
+      if (!s) throw notFound(idParam(c));
+      return c.json(completionObject(s));
+    }),
+  );
+
+  app.get(
+    '/chat/completions/:id/messages',
+    guarded((c) => {
+      const id = idParam(c);
+      const s = history.getCompletion(id);
+      if (!s) throw notFound(id);
+      const limit = limitParam(c.req.query('limit'));
+      const order = orderParam(c.req.query('order'));
+      const after = c.req.query('after') || undefined;
+      let list = order === 'desc' ? [...s.request].reverse() : s.request;
+      if (after) {
+        const i = list.findIndex((m) => m.id === after);
+        if (i < 0) throw badRequest(`Invalid 'after': no message with id '${after}' in this chat completion.`, 'after');
+        list = list.slice(i + 1);
+      }
+      const data = list.slice(0, limit).map(storeMessage);
+      return c.json({
+        object: 'list',
+        data,
+        first_id: (data[0]?.id as string | undefined) ?? null,
+        last_id: (data[data.length - 1]?.id as string | undefined) ?? null,
+        has_more: list.length > limit,
+      });
+    }),
+  );
+
+  app.post(
+    '/chat/completions/:id',
+    guarded(async (c) => {
+      const id = idParam(c);
+      if (!history.getCompletion(id)) throw notFound(id);
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        throw badRequest('The request body is not valid JSON.', null, 'invalid_json');
+      }
+      const metadata = (body as { metadata?: unknown } | null)?.metadata;
+      try {
+        validateMetadata(metadata);
+      } catch (e) {
+        throw badRequest(`Invalid 'metadata': ${(e as Error).message}.`, 'metadata');
+      }
+      await history.updateMetadata(id, metadata);
+      const s = history.getCompletion(id);
+      if (!s) throw notFound(id);
+      return c.json(completionObject(s));
+    }),
+  );
+
+  app.delete(
+    '/chat/completions/:id',
+    guarded(async (c) => {
+      const id = idParam(c);
+      if (!history.getCompletion(id)) throw notFound(id);
+      await history.deleteConversation(id);
+      return c.json({ object: 'chat.completion.deleted', id, deleted: true });
+    }),
+  );
+
+  return app;
+}
+
+// ---- recording `"store": true` requests ----------------------------------------------------
+
+export interface StoreObserverOptions {
+  /** Called when storing fails (full disk, ...); the answer to the client is not affected. */
+  onError?: (e: unknown) => void;
+  now?: () => number;
+}
+
+/**
+ * For CompletionDeps.observe: records chat completions whose request has `"store": true`. The
+ * stored completion is created at the first chunk (its `id` is the one the client sees), the
+ * answer is persisted while it streams, and a cut stream is stored as interrupted/error.
+ */
+export function storeObserver(
+  history: History,
+  opts: StoreObserverOptions = {},
+): (endpoint: Endpoint, body: Record<string, unknown>) => StreamObserver | undefined {
+  const onError = opts.onError ?? ((e: unknown) => console.warn(`history: ${(e as Error).message ?? e}`));
+  const now = opts.now ?? Date.now;
+  return (endpoint, body) => {
+    if (endpoint !== 'chat' || body.store !== true) return undefined;
+    const t0 = now();
+    let node: NodeInfo | undefined;
+    let writer: Promise<AnswerWriter | undefined> | undefined;
+    let pending = '';
+    let ready: AnswerWriter | undefined;
+    let usage: Usage | undefined;
+    let finishReason: string | null = null;
+    let firstTokenAt: number | undefined;
+    const begin = (chunk: Record<string, any>) => {
+      const id = typeof chunk.id === 'string' && chunk.id ? chunk.id : `chatcmpl-${newId()}`;
+      const metadata = body.metadata && typeof body.metadata === 'object' ? (body.metadata as Record<string, string>) : undefined;
+      writer = history
+        .startCompletion({
+          id,
+          model: typeof chunk.model === 'string' && chunk.model ? chunk.model : String(body.model),
+          created: typeof chunk.created === 'number' ? chunk.created : undefined,
+          messages: Array.isArray(body.messages) ? (body.messages as Array<{ role: string; content?: unknown }>) : [],
+          metadata,
+          node: node?.name,
+        })
+        .then(
+          (w) => {
+            ready = w;
+            if (pending) w.append(pending);
+            pending = '';
+            return w;
+          },
+          (e: unknown) => {
+            onError(e);
+            return undefined;
+          },
+        );
+    };
+    const append = (text: string) => {
+      if (!text) return;
+      firstTokenAt ??= now();
+      if (ready) ready.append(text);
+      else pending += text;
+    };
+    return {
+      start(n) {
+        node = n;
+      },
+      chunks(chunks) {
+        for (const chunk of chunks) {
+          if (!writer) begin(chunk);
+          const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+          const text = choice?.delta?.content ?? choice?.message?.content;
+          if (typeof text === 'string') append(text);
+          if (choice?.finish_reason) finishReason = choice.finish_reason;
+          if (chunk.usage && typeof chunk.usage.total_tokens === 'number') usage = chunk.usage;
+        }
+      },
+      end(outcome) {
+        if (!writer) return;
+        const end = now();
+        const timings = {
+          totalMs: end - t0,
+          ...(firstTokenAt !== undefined ? { ttftMs: firstTokenAt - t0 } : {}),
+          ...(usage && end > (firstTokenAt ?? t0)
+            ? { tokensPerSecond: Math.round((usage.completion_tokens / ((end - (firstTokenAt ?? t0)) / 1000)) * 10) / 10 }
+            : {}),
+        };
+        const status = outcome.complete ? 'complete' : /abort|clos|cancel/i.test(outcome.error ?? '') ? 'stopped' : 'error';
+        void writer.then((w) =>
+          w
+            ?.finish({ status, usage, timings, finishReason, ...(outcome.error ? { error: outcome.error } : {}) })
+            .catch(onError),
+        );
+      },
+    };
+  };
+}

@@ -1,0 +1,338 @@
+import { execFile } from 'node:child_process';
+import OpenAI from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node.ts';
+import { chatBody, contentOf, post, sseData, startHearth, type TestHearth } from './harness.ts';
+
+const nodes: SimNode[] = [];
+const hearths: TestHearth[] = [];
+async function sim(opts: Parameters<typeof startSimNode>[0] = {}) {
+  const n = await startSimNode({ tokensPerSecond: 0, ...opts });
+  nodes.push(n);
+  return n;
+}
+async function gateway(over: Parameters<typeof startHearth>[0]) {
+  const h = await startHearth(over);
+  hearths.push(h);
+  return h;
+}
+afterEach(async () => {
+  await Promise.all(hearths.splice(0).map((h) => h.close()));
+  await Promise.all(nodes.splice(0).map((n) => n.close()));
+});
+
+const question = [{ role: 'user' as const, content: 'Tell me about the river.' }];
+
+describe('streaming pass-through', () => {
+  it('streams a chat through the openai SDK, content identical to the node answer', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const client = new OpenAI({ baseURL: h.api, apiKey: 'client-secret' });
+    const stream = await client.chat.completions.create({ model: 'm1', messages: question, stream: true, max_tokens: 40, stream_options: { include_usage: true } });
+    let text = '';
+    let usage;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(text).toBe(expectedAnswer(question, 40));
+    expect(usage?.completion_tokens).toBe(40);
+    // The client's key never reaches the node.
+    expect(n.requests.at(-1)!.headers.authorization).toBeUndefined();
+  });
+
+  it('answers non-streamed chat, completions and embeddings', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: `${n.url}/v1` }] });
+    const client = new OpenAI({ baseURL: h.api, apiKey: 'x' });
+    const chat = await client.chat.completions.create({ model: 'm1', messages: question, max_tokens: 12 });
+    expect(chat.choices[0].message.content).toBe(expectedAnswer(question, 12));
+    const comp = await client.completions.create({ model: 'm1', prompt: 'Once upon', max_tokens: 5 });
+    expect(comp.choices[0].text).toBe(expectedAnswer('Once upon', 5));
+    const compStream = await client.completions.create({ model: 'm1', prompt: 'Once upon', max_tokens: 5, stream: true });
+    let t = '';
+    for await (const c of compStream) t += c.choices[0]?.text ?? '';
+    expect(t).toBe(expectedAnswer('Once upon', 5));
+    const emb = await client.embeddings.create({ model: 'm1', input: ['a', 'b'] });
+    expect(emb.data).toHaveLength(2);
+  });
+
+  it('passes unknown fields through and sends the per-node key, never the client key', async () => {
+    const n = await sim({ models: ['m1'], apiKey: 'node-key' });
+    const h = await gateway({ nodes: [{ url: n.url, api_key: 'node-key' }] });
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1', { max_tokens: 3, mirostat: 2, cache_prompt: true, extra: { deep: [1, 2] } }), {
+      authorization: 'Bearer client-secret',
+    });
+    expect(res.status).toBe(200);
+    const seen = n.requests.filter((r) => r.path.endsWith('/chat/completions')).at(-1)!;
+    expect(seen.body).toMatchObject({ mirostat: 2, cache_prompt: true, extra: { deep: [1, 2] } });
+    expect(seen.headers.authorization).toBe('Bearer node-key');
+  });
+
+  it.each([
+    ['CRLF line ends', { lineEnding: '\r\n' as const }],
+    ['ping comment lines', { pingEveryMs: 5, ttftMs: 40 }],
+    ['multi-line data', { multiLineData: true }],
+    ['usage on the finish chunk', { usageStyle: 'finish' as const }],
+    ['UTF-8 split across reads', { splitUtf8: true, tokensPerSecond: 400 }],
+  ])('reads %s', async (_name, opts) => {
+    const n = await sim({ models: ['m1'], ...opts });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true, max_tokens: 30, stream_options: { include_usage: true } }));
+    const text = await res.text();
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(contentOf(text)).toBe(expectedAnswer(question, 30, { splitUtf8: 'splitUtf8' in opts }));
+    const data = sseData(text);
+    expect(data.at(-1)).toBe('[DONE]');
+    expect(data.some((d) => d !== '[DONE]' && JSON.parse(d).usage?.completion_tokens === 30)).toBe(true);
+    expect(text).not.toContain('\ufffd');
+  });
+
+  it('forwards each event as it arrives (nothing held back)', async () => {
+    const n = await sim({ models: ['m1'], tokensPerSecond: 20 });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true, max_tokens: 10 }));
+    const reader = res.body!.getReader();
+    const t0 = Date.now();
+    const arrivals: number[] = [];
+    const dec = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const s = dec.decode(value);
+      for (const m of s.matchAll(/"content":"/g)) arrivals.push(Date.now() - t0 + 0 * (m.index ?? 0));
+    }
+    // 10 tokens at 20/s: they arrive spread over ~450 ms, one by one, not in one batch at the end.
+    expect(arrivals).toHaveLength(10);
+    expect(arrivals[9] - arrivals[0]).toBeGreaterThan(300);
+    const gaps = arrivals.slice(1).map((a, i) => a - arrivals[i]);
+    expect(Math.min(...gaps)).toBeGreaterThan(20);
+  });
+
+  it('works from curl -N', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(
+        'curl',
+        ['-sN', `${h.api}/chat/completions`, '-H', 'content-type: application/json', '-d', JSON.stringify(chatBody('m1', { stream: true, max_tokens: 8 }))],
+        (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      ),
+    );
+    expect(contentOf(out)).toBe(expectedAnswer(question, 8));
+    expect(out.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+});
+
+describe('models, health and readiness', () => {
+  it('lists the union of models of usable nodes, one entry each', async () => {
+    const a = await sim({ models: ['m1', 'shared'] });
+    const b = await sim({ models: ['/models/deep/path.gguf', 'shared'] });
+    const down = await sim({ models: ['gone'] });
+    const downUrl = down.url;
+    await down.close();
+    const h = await gateway({ nodes: [{ url: a.url }, { url: b.url }, { url: downUrl }] });
+    const client = new OpenAI({ baseURL: h.api, apiKey: 'x' });
+    const ids = (await client.models.list()).data.map((m) => m.id);
+    expect(ids.sort()).toEqual(['/models/deep/path.gguf', 'm1', 'shared']);
+    expect((await client.models.retrieve('/models/deep/path.gguf')).id).toBe('/models/deep/path.gguf');
+    await expect(client.models.retrieve('gone')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
+    const health = await fetch(`${h.url}/healthz`);
+    expect(health.status).toBe(200);
+  });
+
+  it('readyz is 503 with no usable node, and says nothing about nodes', async () => {
+    const h = await gateway({ nodes: [{ url: 'http://127.0.0.1:9' }] });
+    const res = await fetch(`${h.url}/readyz`);
+    expect(res.status).toBe(503);
+    expect(await res.text()).not.toContain('127.0.0.1');
+  });
+});
+
+describe('errors are OpenAI-shaped', () => {
+  let n: SimNode;
+  let h: TestHearth;
+  beforeAll(async () => {
+    n = await startSimNode({ models: ['m1'], tokensPerSecond: 0 });
+    h = await startHearth({ nodes: [{ url: n.url }], limits: { body_bytes: 4096 } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await n.close();
+  });
+
+  const shape = async (res: Response, status: number, code?: string) => {
+    expect(res.status).toBe(status);
+    const j = await res.json();
+    expect(Object.keys(j.error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    if (code) expect(j.error.code).toBe(code);
+    return j.error;
+  };
+
+  it('400 for invalid JSON and invalid fields', async () => {
+    await shape(await post(`${h.api}/chat/completions`, '{nope'), 400, 'invalid_json');
+    await shape(await post(`${h.api}/chat/completions`, { messages: question }), 400, 'missing_required_parameter');
+    expect((await shape(await post(`${h.api}/chat/completions`, { model: 'm1', messages: [] }), 400)).param).toBe('messages');
+    expect((await shape(await post(`${h.api}/chat/completions`, { model: 'm1', messages: [{ role: 'wizard', content: 'x' }] }), 400)).param).toBe('messages[0].role');
+    expect((await shape(await post(`${h.api}/chat/completions`, chatBody('m1', { max_tokens: -1 })), 400)).param).toBe('max_tokens');
+    expect((await shape(await post(`${h.api}/chat/completions`, chatBody('m1', { stream: 'yes' })), 400)).param).toBe('stream');
+    await shape(await post(`${h.api}/completions`, { model: 'm1' }), 400, 'missing_required_parameter');
+    await shape(await post(`${h.api}/embeddings`, { model: 'm1' }), 400, 'missing_required_parameter');
+  });
+
+  it('404 for an unknown model lists what exists; 404 for unknown endpoints', async () => {
+    const e = await shape(await post(`${h.api}/chat/completions`, chatBody('nope')), 404, 'model_not_found');
+    expect(e.message).toContain('m1');
+    await shape(await fetch(`${h.api}/files`), 404);
+  });
+
+  it('413 over the body limit', async () => {
+    await shape(await post(`${h.api}/chat/completions`, chatBody('m1', { pad: 'x'.repeat(10_000) })), 413, 'request_too_large');
+  });
+
+  it('passes a node rejection (context size) through with its status', async () => {
+    n.setFault({ type: '400-context', times: 1 });
+    const e = await shape(await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true })), 400);
+    expect(e.message).toMatch(/context/);
+  });
+
+  it('surfaces as typed errors in the openai SDK', async () => {
+    const client = new OpenAI({ baseURL: h.api, apiKey: 'x', maxRetries: 0 });
+    await expect(client.chat.completions.create({ model: 'nope', messages: question })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.chat.completions.create({ model: 'm1', messages: [] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  });
+});
+
+describe('access', () => {
+  it('401 without or with a wrong key, compared by the gateway; 200 with a right one', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }], api_keys: ['k-one', 'k-two'] });
+    const bad = new OpenAI({ baseURL: h.api, apiKey: 'wrong', maxRetries: 0 });
+    await expect(bad.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const none = await fetch(`${h.api}/models`);
+    expect(none.status).toBe(401);
+    expect((await none.json()).error.code).toBe('invalid_api_key');
+    const good = new OpenAI({ baseURL: h.api, apiKey: 'k-two' });
+    expect((await good.models.list()).data.map((m) => m.id)).toEqual(['m1']);
+    // Health endpoints need no key.
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('failures before the first byte are retried on another node', () => {
+  it.each([
+    ['500', { type: '500' as const }],
+    ['429 with Retry-After', { type: '429' as const, retryAfter: 30 }],
+    ['reset before headers', { type: 'reset-before-headers' as const }],
+    ['no answer within the first-byte limit', { type: 'hang-before-headers' as const }],
+  ])('%s', async (_name, fault) => {
+    const bad = await sim({ models: ['m1'], fault });
+    const good = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: bad.url }, { url: good.url }], timeouts: { first_byte_ms: 400 } });
+    for (let i = 0; i < 4; i++) {
+      const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true, max_tokens: 5 }));
+      expect(res.status).toBe(200);
+      expect(contentOf(await res.text())).toBe(expectedAnswer(question, 5));
+    }
+    expect(bad.requests.filter((r) => r.path.endsWith('/chat/completions')).length).toBeGreaterThan(0);
+  });
+
+  it('gives up after the configured retries with the right status', async () => {
+    const a = await sim({ models: ['m1'], fault: { type: '500' } });
+    const b = await sim({ models: ['m1'], fault: { type: '500' } });
+    const c = await sim({ models: ['m1'], fault: { type: '500' } });
+    const h = await gateway({ nodes: [{ url: a.url }, { url: b.url }, { url: c.url }], routing: { retries: 1 } });
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true }));
+    expect(res.status).toBe(502);
+    expect((await res.json()).error.type).toBe('server_error');
+    const hits = [a, b, c].map((n) => n.requests.filter((r) => r.path.endsWith('/chat/completions')).length);
+    expect(hits.reduce((x, y) => x + y)).toBe(2);
+  });
+
+  it('504 when no node answers in time; 429 with Retry-After when all are busy', async () => {
+    const slow = await sim({ models: ['m1'], fault: { type: 'hang-before-headers' } });
+    const h = await gateway({ nodes: [{ url: slow.url }], timeouts: { first_byte_ms: 300 }, routing: { retries: 0 } });
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1'));
+    expect(res.status).toBe(504);
+    const busy = await sim({ models: ['m2'], fault: { type: '429', retryAfter: 7 } });
+    const h2 = await gateway({ nodes: [{ url: busy.url }], routing: { retries: 0 } });
+    const r2 = await post(`${h2.api}/chat/completions`, chatBody('m2'));
+    expect(r2.status).toBe(429);
+    expect(r2.headers.get('retry-after')).toBe('7');
+  });
+
+  it('503 with Retry-After when the model exists but no node is up', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }], probe: { interval_ms: 100 } });
+    await n.close();
+    await new Promise((r) => setTimeout(r, 400));
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1'));
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBeTruthy();
+  });
+
+  it('resends once on a fresh connection when a reused keep-alive socket was closed (llama-server style), without failing the node', async () => {
+    const n = await sim({ models: ['m1'], closeAfterStream: true });
+    const h = await gateway({ nodes: [{ url: n.url }], routing: { retries: 0 } });
+    for (let i = 0; i < 30; i++) {
+      const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: i % 2 === 0, max_tokens: 3 }));
+      expect(res.status).toBe(200);
+      await res.text();
+      // Give the node's close time to race with the next request's socket reuse.
+      if (i % 3 === 0) await new Promise((r) => setImmediate(r));
+    }
+  });
+});
+
+describe('failures after the first byte end the stream with an error event and no [DONE]', () => {
+  it.each([
+    ['cut mid-stream', { type: 'cut' as const, afterChunks: 3 }],
+    ['stall', { type: 'stall' as const, afterChunks: 3 }],
+    ['malformed chunk', { type: 'malformed' as const, afterChunks: 3 }],
+    ['end without [DONE]', { type: 'no-done' as const }],
+  ])('%s', async (_name, fault) => {
+    const n = await sim({ models: ['m1'], fault, tokensPerSecond: 200 });
+    const h = await gateway({ nodes: [{ url: n.url }], timeouts: { stall_ms: 300 } });
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true, max_tokens: 20 }));
+    expect(res.status).toBe(200);
+    const data = sseData(await res.text());
+    expect(data).not.toContain('[DONE]');
+    const last = JSON.parse(data.at(-1)!);
+    expect(last.error.type).toBe('server_error');
+    expect(last.error.message).toMatch(/interrupted/);
+    // The SDK raises rather than presenting the cut answer as complete.
+    n.setFault(fault);
+    const client = new OpenAI({ baseURL: h.api, apiKey: 'x', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'm1', messages: question, stream: true, max_tokens: 20 });
+    await expect(
+      (async () => {
+        for await (const _ of stream) {
+          /* drain */
+        }
+      })(),
+    ).rejects.toThrow(/interrupted/);
+  });
+});
+
+describe('client abort', () => {
+  it('aborts the upstream request at once (SDK abort)', async () => {
+    const n = await sim({ models: ['m1'], tokensPerSecond: 50 });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const client = new OpenAI({ baseURL: h.api, apiKey: 'x' });
+    const ac = new AbortController();
+    const stream = await client.chat.completions.create({ model: 'm1', messages: question, stream: true, max_tokens: 500 }, { signal: ac.signal });
+    let got = 0;
+    // The SDK ends the iteration (or throws an abort error) once aborted.
+    await (async () => {
+      for await (const c of stream) {
+        if (c.choices[0]?.delta?.content && ++got === 3) ac.abort();
+      }
+    })().catch((e) => expect(String(e)).toMatch(/abort/i));
+    expect(got).toBe(3);
+    const t0 = Date.now();
+    expect(await n.idle(1000)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(n.stats.aborted).toBe(1);
+  });
+});
