@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { ApiError, errorResponse } from './api/errors.ts';
-import { isPrivateAddress } from './client-networks.ts';
+import { isPrivateAddress } from '../cluster/discovery/addresses.ts';
 import { remoteAddress } from './remote.ts';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();

@@ -73,6 +73,12 @@ export const SETTINGS: readonly Setting[] = [
     default: ['_openai._tcp', '_llama._tcp', '_llamacpp._tcp', '_ollama._tcp', '_llm._tcp', '_lmstudio._tcp', '_vllm._tcp', '_hearth-node._tcp'],
     doc: 'DNS-SD service types to browse.',
   },
+  {
+    key: 'discovery.interfaces',
+    type: { t: 'strings' },
+    default: [],
+    doc: 'Network interfaces (names or IPv4 addresses) for discovery; the first carries mDNS. Empty: the default route\'s.',
+  },
   { key: 'discovery.probe_hosts', type: { t: 'bool' }, default: true, doc: 'Probe hosts seen on mDNS on the known ports.' },
   { key: 'discovery.exo', type: { t: 'bool' }, default: true, doc: "Listen for exo's discovery multicast." },
   { key: 'discovery.advertise', type: { t: 'bool' }, default: true, doc: 'Advertise Hearth itself (`_openai._tcp`, `_http._tcp`).' },

@@ -28,7 +28,7 @@ export interface Config {
     affinity_margin: number;
   };
   probe: { interval_ms: number; timeout_ms: number; max_failures: number };
-  discovery: { enabled: boolean; service_types: string[]; probe_hosts: boolean; exo: boolean; advertise: boolean; name: string };
+  discovery: { enabled: boolean; service_types: string[]; interfaces: string[]; probe_hosts: boolean; exo: boolean; advertise: boolean; name: string };
   history: { max_bytes: number; retention_days: number };
   chat: { enabled: boolean; password: string; session_days: number };
 }

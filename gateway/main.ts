@@ -35,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const hearth = createHearth(config);
+  const hearth = await createHearth(config);
   const { url } = await hearth.start();
   hearth.log.info(`hearth ${version} listening on ${url} (API at ${url}/v1)`);
   const stop = async (signal: string) => {

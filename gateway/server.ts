@@ -1,8 +1,10 @@
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { serve, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Balancer } from '../cluster/balancer.ts';
+import { startDiscovery, type Discovery } from '../cluster/discovery/index.ts';
 import { Dispatcher } from '../cluster/dispatch.ts';
 import { NodeMonitor } from '../cluster/monitor.ts';
 import { isUsable, splitNodeUrl } from '../cluster/node.ts';
@@ -11,6 +13,8 @@ import { UpstreamClient } from '../cluster/upstream.ts';
 import { completionHandler } from './api/completions.ts';
 import { ApiError, errorResponse } from './api/errors.ts';
 import { modelRoutes } from './api/models.ts';
+import { storeObserver, storedCompletionRoutes } from './api/stored-completions.ts';
+import { openHistory, type History } from './history/store.ts';
 import { apiAuth } from './auth.ts';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -19,6 +23,7 @@ export interface Hearth {
   app: Hono<{ Bindings: HttpBindings }>;
   registry: Registry;
   balancer: Balancer;
+  history: History;
   log: Logger;
   /** Listen, and start reading the nodes. */
   start(): Promise<{ url: string; port: number }>;
@@ -44,8 +49,14 @@ function addStaticNodes(registry: Registry, config: Config): void {
   }
 }
 
-export function createHearth(config: Config): Hearth {
+export async function createHearth(config: Config): Promise<Hearth> {
   const log = createLogger(config.log);
+  const history = await openHistory({
+    dir: join(config.data, 'history'),
+    maxBytes: config.history.max_bytes || undefined,
+    retentionDays: config.history.retention_days || undefined,
+  });
+  if (history.recovered) log.info(`history: ${history.recovered} answer(s) cut by the last shutdown are marked interrupted`);
   const registry = new Registry();
   addStaticNodes(registry, config);
   const monitor = new NodeMonitor(registry, {
@@ -83,7 +94,8 @@ export function createHearth(config: Config): Hearth {
     }),
   );
   v1.route('/', modelRoutes(balancer));
-  const deps = { dispatcher };
+  v1.route('/', storedCompletionRoutes(history));
+  const deps = { dispatcher, observe: storeObserver(history, { onError: (e) => log.error(`history: ${(e as Error).message}`) }) };
   v1.post('/chat/completions', completionHandler('chat', deps));
   v1.post('/completions', completionHandler('completions', deps));
   v1.post('/embeddings', completionHandler('embeddings', deps));
@@ -98,22 +110,43 @@ export function createHearth(config: Config): Hearth {
   });
 
   let server: ReturnType<typeof serve> | undefined;
+  let discovery: Discovery | undefined;
+  const discover = async (port: number) => {
+    const d = config.discovery;
+    if (!d.enabled) return;
+    try {
+      discovery = await startDiscovery(registry, {
+        serviceTypes: d.service_types,
+        interfaces: d.interfaces.length ? d.interfaces : undefined,
+        probe: d.probe_hosts,
+        exo: d.exo,
+        advertise: d.advertise ? { port, name: d.name, chatPath: config.chat.enabled ? '/' : undefined } : false,
+        timeoutMs: config.probe.timeout_ms,
+        log: (m) => log.debug(`discovery: ${m}`),
+      });
+    } catch (e) {
+      // Static nodes keep working without multicast (no network yet, port 5353 refused).
+      log.error(`discovery is off: ${(e as Error).message}`);
+    }
+  };
   return {
     app,
     registry,
     balancer,
+    history,
     log,
     start() {
       return new Promise((resolve, reject) => {
         server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
           monitor.start();
           const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
-          resolve({ url: `http://${host}:${info.port}`, port: info.port });
+          void discover(info.port).then(() => resolve({ url: `http://${host}:${info.port}`, port: info.port }));
         });
         server.once('error', reject);
       });
     },
     async close() {
+      await discovery?.stop(); // goodbye packets first
       monitor.stop();
       await new Promise<void>((resolve) => {
         if (!server) return resolve();
@@ -121,6 +154,7 @@ export function createHearth(config: Config): Hearth {
         (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
       upstream.close();
+      await history.close();
     },
   };
 }

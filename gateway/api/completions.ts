@@ -18,7 +18,8 @@ const PATHS: Record<Endpoint, string> = {
 export interface StreamObserver {
   start?(node: NodeInfo): void;
   chunks?(chunks: Record<string, any>[]): void;
-  end?(outcome: { complete: boolean; error?: string }): void;
+  /** `stopped`: the client went away (or pressed stop), rather than a failure. */
+  end?(outcome: { complete: boolean; stopped?: boolean; error?: string }): void;
 }
 
 export interface CompletionDeps {
@@ -50,7 +51,13 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
       if (!out.writableFinished) abort.abort();
     });
     const req = { path: PATHS[endpoint], model, body, signal: abort.signal };
-    const observer = deps.observe?.(endpoint, body);
+    let observer: StreamObserver | undefined;
+    try {
+      observer = deps.observe?.(endpoint, body);
+    } catch (e) {
+      if (e instanceof ApiError) return errorResponse(c, e);
+      throw e;
+    }
     try {
       if (!stream) {
         const answer = await deps.dispatcher.json(req);
@@ -62,11 +69,11 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
         }
         return c.body(answer.body as unknown as ArrayBuffer, answer.status as 200, { 'content-type': 'application/json' });
       }
-      await deps.dispatcher.stream(req, sseSink(out, observer));
+      await deps.dispatcher.stream(req, sseSink(out, observer, abort.signal));
       return RESPONSE_ALREADY_SENT;
     } catch (e) {
       if (!(e instanceof ClusterError)) throw e;
-      observer?.end?.({ complete: false, error: e.message });
+      observer?.end?.({ complete: false, stopped: e.kind === 'aborted', error: e.message });
       if (e.kind === 'aborted') return RESPONSE_ALREADY_SENT;
       return errorResponse(c, fromClusterError(e));
     }
@@ -78,7 +85,7 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
  * chunk cost of the hot path low). Headers go out with the first event, so a failure before it
  * can still be retried elsewhere or reported as a plain JSON error.
  */
-function sseSink(out: ServerResponse, observer: StreamObserver | undefined): StreamSink {
+function sseSink(out: ServerResponse, observer: StreamObserver | undefined, clientGone: AbortSignal): StreamSink {
   return {
     start(node) {
       out.writeHead(200, {
@@ -112,7 +119,7 @@ function sseSink(out: ServerResponse, observer: StreamObserver | undefined): Str
       // An error event and no [DONE]: no client can take a cut answer for a complete one.
       const event = { error: { message: `The answer was interrupted: ${err.message}`, type: 'server_error', code: `stream_${err.reason}`, param: null } };
       out.end(`data: ${JSON.stringify(event)}\n\n`);
-      observer?.end?.({ complete: false, error: err.message });
+      observer?.end?.({ complete: false, stopped: clientGone.aborted, error: err.message });
     },
   };
 }

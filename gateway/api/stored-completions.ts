@@ -204,6 +204,12 @@ export function storeObserver(
   const now = opts.now ?? Date.now;
   return (endpoint, body) => {
     if (endpoint !== 'chat' || body.store !== true) return undefined;
+    // Refuse before anything is generated when the answer could not be kept.
+    try {
+      history.checkRoom();
+    } catch (e) {
+      throw historyApiError(e);
+    }
     const t0 = now();
     let node: NodeInfo | undefined;
     let writer: Promise<AnswerWriter | undefined> | undefined;
@@ -267,7 +273,7 @@ export function storeObserver(
             ? { tokensPerSecond: Math.round((usage.completion_tokens / ((end - (firstTokenAt ?? t0)) / 1000)) * 10) / 10 }
             : {}),
         };
-        const status = outcome.complete ? 'complete' : /abort|clos|cancel/i.test(outcome.error ?? '') ? 'stopped' : 'error';
+        const status = outcome.complete ? 'complete' : outcome.stopped ? 'stopped' : 'error';
         void writer.then((w) =>
           w
             ?.finish({ status, usage, timings, finishReason, ...(outcome.error ? { error: outcome.error } : {}) })

@@ -1,4 +1,7 @@
 /** Starts a real Hearth on loopback for tests, on embedded defaults plus overrides. */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig, type Config } from '../config.ts';
 import { createHearth, type Hearth } from '../server.ts';
 
@@ -23,13 +26,14 @@ function merge(base: any, over: any): any {
 export async function startHearth(over: DeepPartial<Config> = {}): Promise<TestHearth> {
   const config = merge(loadConfig(), {
     host: '127.0.0.1',
+    data: mkdtempSync(join(tmpdir(), 'hearth-test-')),
     port: 0,
     log: 'error',
     discovery: { enabled: false },
     probe: { interval_ms: 200, timeout_ms: 500 },
     ...over,
   }) as Config;
-  const hearth = createHearth(config);
+  const hearth = await createHearth(config);
   const { url } = await hearth.start();
   // Wait until every configured node has been read once.
   const t0 = Date.now();

@@ -117,7 +117,7 @@ describe('stored completions API', () => {
 
   it('updates metadata and deletes', async () => {
     const updated = await client.chat.completions.update('chatcmpl-010', { metadata: { user: 'carol' } });
-    expect(updated.metadata).toEqual({ user: 'carol' });
+    expect((updated as unknown as { metadata: unknown }).metadata).toEqual({ user: 'carol' });
     const del = await client.chat.completions.delete('chatcmpl-010');
     expect(del).toEqual({ object: 'chat.completion.deleted', id: 'chatcmpl-010', deleted: true });
     await expect(client.chat.completions.retrieve('chatcmpl-010')).rejects.toMatchObject({ status: 404 });
