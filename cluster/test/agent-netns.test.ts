@@ -62,7 +62,7 @@ describe.skipIf(!!why)('node agent with the real llama-server, over real mDNS', 
     await browser.waitFor((l) => l.ev === 'ready', 10_000, 'browser ready');
     agent = lab.run(lab.b, [
       process.execPath, '--import', 'tsx', '--input-type=module', '-e', AGENT, '--',
-      '--json', '--name', NAME, '--backoff-min-ms', '700', '--health-interval-ms', '300', '--stop-grace-ms', '2000', '--status-port', '18990',
+      '--json', '--name', NAME, '--backoff-min-ms', '700', '--health-interval-ms', '300', '--health-timeout-ms', '300', '--stop-grace-ms', '2000', '--status-port', '18990',
       '--', LLAMA, '-m', MODEL, '--host', '0.0.0.0', '--port', String(PORT), '-c', '1024', '--parallel', '2',
     ]);
   }, 20_000);
@@ -117,6 +117,26 @@ describe.skipIf(!!why)('node agent with the real llama-server, over real mDNS', 
     expect(s).toMatchObject({ state: 'ready', restarts: 1, advertising: 'on', lastExit: { signal: 9 }, advertised: [`${NAME}._hearth-node._tcp.local`, `${NAME}._openai._tcp.local`] });
     expect(s.output.some((l: string) => /listening/.test(l))).toBe(true);
   }, 25_000);
+
+  it('withdraws the advertisement while the running server fails health probes, and keeps supervising it', async () => {
+    const pid = agent.lines.filter((l) => l.ev === 'state' && l.state === 'starting').at(-1).pid;
+    const mark = browser.lines.length;
+    const markAgent = agent.lines.length;
+    const after = (p: (l: any) => boolean) => (l: any) => agent.lines.indexOf(l) >= markAgent && p(l);
+    process.kill(pid, 'SIGSTOP'); // alive but not answering
+    try {
+      await agent.waitFor(after((l) => l.ev === 'state' && l.state === 'unhealthy'), 5000, 'unhealthy');
+      const bye = await browser.waitFor(ptr(false, mark), 3000, 'goodbye while unhealthy');
+      await agent.waitFor(after((l) => l.ev === 'withdrawn' && /unhealthy/.test(l.reason)), 1000, 'withdrawn event');
+      process.kill(pid, 'SIGCONT');
+      await agent.waitFor(after((l) => l.ev === 'state' && l.state === 'ready'), 5000, 'ready after recovery');
+      await browser.waitFor(ptr(true, browser.lines.indexOf(bye) + 1), 5000, 'advertised after recovery');
+      // Same process throughout: unhealthy is not a crash.
+      expect(agent.lines.some(after((l) => l.ev === 'state' && (l.state === 'crashed' || l.state === 'starting')))).toBe(false);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  }, 20_000);
 
   it('says goodbye and leaves no process behind when stopped', async () => {
     const mark = browser.lines.length;
