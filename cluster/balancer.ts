@@ -1,6 +1,8 @@
+import { Breakers, type BreakerOptions } from './breaker.ts';
 import { ClusterError } from './errors.ts';
 import { isUsable, type NodeInfo } from './node.ts';
 import type { Registry } from './registry.ts';
+import { SpeedBook } from './speed.ts';
 
 /** How a request on a node went; the balancer learns from it. */
 export interface Outcome {
@@ -11,7 +13,7 @@ export interface Outcome {
   chunks?: number;
   /** From the first event to the end. */
   decodeMs?: number;
-  /** Why it failed, when it did; `client` failures (4xx) say nothing about the node. */
+  /** Why it failed, when it did; `client` failures (4xx) and aborts say nothing about the node. */
   failure?: 'connect' | 'timeout' | 'reset' | 'status' | 'malformed' | 'client' | 'aborted';
   /** A node's 429 asked to wait this long. */
   retryAfterS?: number;
@@ -28,16 +30,82 @@ export interface PickRequest {
   /** Nodes already tried for this request. */
   exclude?: ReadonlySet<string>;
   signal?: AbortSignal;
+  /** Expected answer length in tokens (max_tokens), when the request says. */
+  tokens?: number;
+  /** Identifies the conversation, so a follow-up turn finds the node holding its prompt cache. */
+  affinityKey?: string;
+  /** Only nodes that pass (e.g. those that can continue a partial answer). */
+  filter?: (n: NodeInfo) => boolean;
 }
 
+export type Policy = 'hearth' | 'round-robin' | 'least-connections';
+
+export interface BalancerOptions {
+  /** `hearth`: least expected completion time; the others exist as baselines for the bench. */
+  policy: Policy;
+  /** Requests that may wait in Hearth when every node for their model is full. */
+  queueSize: number;
+  queueWaitMs: number;
+  affinity: boolean;
+  /** A follow-up turn stays on its node unless that node has this many more requests in flight than the least loaded. */
+  affinityMargin: number;
+  breaker: BreakerOptions;
+  /** Concurrency assumed for a node that does not say how many slots it has. */
+  defaultSlots: number;
+}
+
+export const DEFAULT_BALANCER: BalancerOptions = {
+  policy: 'hearth',
+  queueSize: 64,
+  queueWaitMs: 30_000,
+  affinity: true,
+  affinityMargin: 1,
+  breaker: { threshold: 3, coolDownMs: 2000, maxCoolDownMs: 30_000 },
+  defaultSlots: 4,
+};
+
+interface Active {
+  started: number;
+  model: string;
+  tokens: number;
+}
+
+interface Waiter {
+  req: PickRequest;
+  resolve(lease: Lease): void;
+  reject(e: unknown): void;
+  timer: NodeJS.Timeout;
+  onAbort?: () => void;
+}
+
+const AFFINITY_ENTRIES = 2000;
+
 /**
- * Chooses a node for each request among the usable nodes that serve its model: the one with
- * the fewest requests in flight from Hearth.
+ * Chooses a node for each request. Among the usable nodes that serve the model it picks the one
+ * that should finish the answer soonest: measured time to first token and decode speed, the
+ * slots the node has, what it is running (from Hearth and from the node's own counters), and
+ * whether the conversation's prompt is already cached there. When every node is full, requests
+ * wait in a bounded queue here rather than in a node's unbounded one.
  */
 export class Balancer {
-  private readonly inFlight = new Map<string, number>();
+  readonly speeds = new SpeedBook();
+  private readonly breakers: Breakers;
+  private readonly active = new Map<string, Set<Active>>();
+  private readonly coolingUntil = new Map<string, number>();
+  private readonly affinity = new Map<string, string>();
+  private readonly queue: Waiter[] = [];
+  private wakeTimer?: NodeJS.Timeout;
+  private rr = 0;
+  private readonly opts: BalancerOptions;
 
-  constructor(private readonly registry: Registry) {}
+  constructor(
+    private readonly registry: Registry,
+    opts: Partial<BalancerOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_BALANCER, ...opts };
+    this.breakers = new Breakers(this.opts.breaker);
+    registry.on('change', () => this.schedule());
+  }
 
   /** Every model some usable node serves now. */
   models(): string[] {
@@ -46,37 +114,260 @@ export class Balancer {
     return [...set].sort();
   }
 
-  /** Nodes that serve `model` now, usable or not (for error messages and retries). */
+  /** Nodes that serve `model`, usable or not. */
   nodesFor(model: string): NodeInfo[] {
     return this.registry.list().filter((n) => n.models.includes(model));
   }
 
+  /** Requests Hearth has in flight on the node. */
   load(nodeId: string): number {
-    return this.inFlight.get(nodeId) ?? 0;
+    return this.active.get(nodeId)?.size ?? 0;
   }
 
-  async acquire(req: PickRequest): Promise<Lease> {
-    const candidates = this.nodesFor(req.model).filter((n) => isUsable(n) && !req.exclude?.has(n.id));
-    if (candidates.length === 0) throw this.noNode(req);
-    let best = candidates[0];
-    for (const n of candidates) if (this.load(n.id) < this.load(best.id)) best = n;
-    return this.lease(best);
+  queued(): number {
+    return this.queue.length;
   }
 
-  protected lease(node: NodeInfo): Lease {
-    this.inFlight.set(node.id, this.load(node.id) + 1);
+  /** A lease on the best node now, or after waiting in the queue; a ClusterError otherwise. */
+  acquire(req: PickRequest): Promise<Lease> {
+    const cands = this.candidates(req);
+    if (cands.length === 0 && !this.mayRecover(req)) return Promise.reject(this.noNode(req));
+    if (this.opts.policy !== 'hearth' && cands.length > 0) return Promise.resolve(this.lease(this.pickBaseline(req), req));
+    if (this.queue.length === 0) {
+      const node = this.pickNow(req, new Map());
+      if (node) return Promise.resolve(this.lease(node, req));
+    }
+    if (this.queue.length >= this.opts.queueSize) {
+      return Promise.reject(
+        new ClusterError('no_capacity', `Every node for '${req.model}' is busy and ${this.queue.length} requests are already waiting.`, {
+          busy: true,
+          retryAfterS: this.retryHint(req),
+        }),
+      );
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      const w: Waiter = {
+        req,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.dequeue(w);
+          reject(
+            new ClusterError('no_capacity', `Every node for '${req.model}' stayed busy for ${this.opts.queueWaitMs} ms.`, {
+              busy: true,
+              retryAfterS: this.retryHint(req),
+            }),
+          );
+        }, this.opts.queueWaitMs),
+      };
+      if (req.signal) {
+        w.onAbort = () => {
+          this.dequeue(w);
+          reject(new ClusterError('aborted', 'client went away'));
+        };
+        req.signal.addEventListener('abort', w.onAbort, { once: true });
+      }
+      this.queue.push(w);
+      this.schedule();
+    });
+  }
+
+  private dequeue(w: Waiter): void {
+    const i = this.queue.indexOf(w);
+    if (i >= 0) this.queue.splice(i, 1);
+    clearTimeout(w.timer);
+    if (w.onAbort) w.req.signal?.removeEventListener('abort', w.onAbort);
+  }
+
+  /** Nodes that could take this request at all (ignoring whether they are full now). */
+  private candidates(req: PickRequest, now = Date.now()): NodeInfo[] {
+    return this.nodesFor(req.model).filter(
+      (n) =>
+        isUsable(n) &&
+        !req.exclude?.has(n.id) &&
+        (!req.filter || req.filter(n)) &&
+        this.breakers.allows(n.id, now) &&
+        (this.coolingUntil.get(n.id) ?? 0) <= now,
+    );
+  }
+
+  private slots(n: NodeInfo): number {
+    return n.load?.slots && n.load.slots > 0 ? n.load.slots : this.opts.defaultSlots;
+  }
+
+  /** Busy slots: Hearth's own requests, or the node's count when other clients use it too. */
+  private busy(n: NodeInfo): number {
+    const mine = this.load(n.id);
+    const theirs = n.load ? (n.load.busy ?? 0) + (n.load.deferred ?? 0) : 0;
+    // The node's counters are a probe old; only trust them while they are fresh.
+    const fresh = n.load && Date.now() - n.load.at < 5000;
+    return fresh ? Math.max(mine, theirs) : mine;
+  }
+
+  private tokensOf(req: PickRequest): number {
+    return req.tokens ?? this.speeds.typicalTokens(req.model);
+  }
+
+  /** Expected time until this request would be complete on `n`, with `ahead` requests already waiting for it. */
+  private eta(n: NodeInfo, req: PickRequest, ahead: number, now: number): number {
+    const slots = this.slots(n);
+    const free = slots - this.busy(n);
+    const service = this.speeds.serviceMs(n.id, req.model, this.tokensOf(req));
+    if (free > ahead) return service;
+    // Full: wait for slots to free up, the soonest-finishing request first.
+    const remaining = [...(this.active.get(n.id) ?? [])]
+      .map((a) => Math.max(0, this.speeds.serviceMs(n.id, a.model, a.tokens) - (now - a.started)))
+      .sort((x, y) => x - y);
+    const k = ahead - Math.max(0, free);
+    const avg = this.speeds.serviceMs(n.id, req.model, this.speeds.typicalTokens(req.model));
+    const wait = k < remaining.length ? remaining[k] : (remaining.at(-1) ?? 0) + Math.ceil((k - remaining.length + 1) / slots) * avg;
+    return wait + service;
+  }
+
+  /**
+   * The node with the least expected completion time, if it has a free slot now; `null` when the
+   * request is better off waiting (for a faster node to free up, or for any slot at all).
+   */
+  private pickNow(req: PickRequest, reserved: Map<string, number>): NodeInfo | null {
+    const now = Date.now();
+    const cands = this.candidates(req, now);
+    if (cands.length === 0) return null;
+    let best: NodeInfo | undefined;
+    let bestEta = Infinity;
+    for (const n of cands) {
+      const e = this.eta(n, req, reserved.get(n.id) ?? 0, now);
+      if (e < bestEta || (e === bestEta && best && this.load(n.id) < this.load(best.id))) {
+        best = n;
+        bestEta = e;
+      }
+    }
+    const sticky = this.affineNode(req, cands);
+    if (sticky && this.hasFreeSlot(sticky, reserved)) {
+      const least = Math.min(...cands.map((n) => this.load(n.id)));
+      if (this.load(sticky.id) - least <= this.opts.affinityMargin) return sticky;
+    }
+    if (best && this.hasFreeSlot(best, reserved)) return best;
+    if (best) reserved.set(best.id, (reserved.get(best.id) ?? 0) + 1);
+    return null;
+  }
+
+  private hasFreeSlot(n: NodeInfo, reserved: Map<string, number>): boolean {
+    return this.busy(n) + (reserved.get(n.id) ?? 0) < this.slots(n);
+  }
+
+  private affineNode(req: PickRequest, cands: NodeInfo[]): NodeInfo | undefined {
+    if (!this.opts.affinity || !req.affinityKey) return undefined;
+    const id = this.affinity.get(req.affinityKey);
+    return id ? cands.find((n) => n.id === id) : undefined;
+  }
+
+  private pickBaseline(req: PickRequest): NodeInfo {
+    const cands = this.candidates(req).sort((a, b) => a.id.localeCompare(b.id));
+    if (this.opts.policy === 'round-robin') return cands[this.rr++ % cands.length];
+    let best = cands[0];
+    for (const n of cands) if (this.load(n.id) < this.load(best.id)) best = n;
+    return best;
+  }
+
+  /** Give waiting requests the nodes that freed up, oldest first. */
+  private schedule(): void {
+    if (this.queue.length === 0) return;
+    const reserved = new Map<string, number>();
+    for (const w of [...this.queue]) {
+      if (this.candidates(w.req).length === 0 && !this.mayRecover(w.req)) {
+        this.dequeue(w);
+        w.reject(this.noNode(w.req));
+        continue;
+      }
+      const node = this.pickNow(w.req, reserved);
+      if (node) {
+        this.dequeue(w);
+        w.resolve(this.lease(node, w.req));
+      }
+    }
+    this.armWake();
+  }
+
+  /** A request whose nodes are all cooling down or behind an open breaker may still be served soon. */
+  private mayRecover(req: PickRequest): boolean {
+    return this.nodesFor(req.model).some((n) => isUsable(n) && !req.exclude?.has(n.id) && (!req.filter || req.filter(n)));
+  }
+
+  /** Re-run the queue when a cooling node or an open breaker lets requests through again. */
+  private armWake(): void {
+    clearTimeout(this.wakeTimer);
+    if (this.queue.length === 0) return;
+    const now = Date.now();
+    let next = Infinity;
+    for (const n of this.registry.list()) {
+      for (const t of [this.coolingUntil.get(n.id) ?? 0, this.breakers.openUntil(n.id)]) if (t > now) next = Math.min(next, t);
+    }
+    if (next < Infinity) {
+      this.wakeTimer = setTimeout(() => this.schedule(), next - now + 1);
+      this.wakeTimer.unref();
+    }
+  }
+
+  private lease(node: NodeInfo, req: PickRequest): Lease {
+    const entry: Active = { started: Date.now(), model: req.model, tokens: this.tokensOf(req) };
+    let set = this.active.get(node.id);
+    if (!set) this.active.set(node.id, (set = new Set()));
+    set.add(entry);
+    this.breakers.onSend(node.id);
+    if (req.affinityKey && this.opts.affinity) this.remember(req.affinityKey, node.id);
     let released = false;
     return {
       node,
-      release: () => {
+      release: (o: Outcome) => {
         if (released) return;
         released = true;
-        this.inFlight.set(node.id, this.load(node.id) - 1);
+        set!.delete(entry);
+        this.learn(node, req, o);
+        this.schedule();
       },
     };
   }
 
-  protected noNode(req: PickRequest): ClusterError {
+  private learn(node: NodeInfo, req: PickRequest, o: Outcome): void {
+    if (o.ok) {
+      this.breakers.onSuccess(node.id);
+      this.speeds.record(node.id, req.model, o);
+      return;
+    }
+    if (o.failure === 'client' || o.failure === 'aborted') return this.breakers.onNeutral(node.id);
+    if (o.retryAfterS !== undefined) {
+      // The node asked for a pause: honour it rather than hammer it, and say nothing bad of it.
+      this.coolingUntil.set(node.id, Date.now() + o.retryAfterS * 1000);
+      return this.breakers.onNeutral(node.id);
+    }
+    this.breakers.onFailure(node.id);
+  }
+
+  private remember(key: string, nodeId: string): void {
+    this.affinity.delete(key);
+    this.affinity.set(key, nodeId);
+    if (this.affinity.size > AFFINITY_ENTRIES) this.affinity.delete(this.affinity.keys().next().value!);
+  }
+
+  /** How long a node asked to wait, in seconds, if it asked for less than the queue's patience. */
+  shortCoolDown(nodeId: string): number | undefined {
+    const until = this.coolingUntil.get(nodeId);
+    return until ? Math.max(0, (until - Date.now()) / 1000) : undefined;
+  }
+
+  get queueWaitMs(): number {
+    return this.opts.queueWaitMs;
+  }
+
+  private retryHint(req: PickRequest): number {
+    const now = Date.now();
+    const etas = this.nodesFor(req.model)
+      .filter(isUsable)
+      .map((n) => this.eta(n, req, 0, now) - this.speeds.serviceMs(n.id, req.model, this.tokensOf(req)));
+    return Math.max(1, Math.ceil(Math.min(...etas, 60_000) / 1000));
+  }
+
+  private noNode(req: PickRequest): ClusterError {
     if (this.nodesFor(req.model).length === 0) {
       const available = this.models();
       return new ClusterError(
@@ -85,8 +376,6 @@ export class Balancer {
         { available },
       );
     }
-    return new ClusterError('no_capacity', `No node can take a request for '${req.model}' now; try again shortly.`, {
-      retryAfterS: 2,
-    });
+    return new ClusterError('no_capacity', `No node can take a request for '${req.model}' now; try again shortly.`, { retryAfterS: 2 });
   }
 }

@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import type { Balancer, Lease, Outcome } from './balancer.ts';
+import type { Balancer, Lease, Outcome, PickRequest } from './balancer.ts';
+import { AnswerSoFar, conversationKey } from './continuation.ts';
 import { ClusterError, StreamBrokenError } from './errors.ts';
+import type { ModelRoutes } from './model-routes.ts';
 import type { NodeInfo } from './node.ts';
 import { SseParser, formatSse } from './sse.ts';
 import { UpstreamFailure, type UpstreamClient } from './upstream.ts';
@@ -11,7 +13,12 @@ export interface DispatchOptions {
   connectTimeoutMs: number;
   firstByteTimeoutMs: number;
   stallTimeoutMs: number;
+  /** Aliases and fallback chains. */
+  routes?: ModelRoutes;
 }
+
+/** A node's 429 asking for at most this long is waited out rather than avoided. */
+const SHORT_RETRY_AFTER_S = 3;
 
 export interface CompletionRequest {
   /** Below the API path: `/chat/completions`, `/completions`, `/embeddings`. */
@@ -97,42 +104,82 @@ export class Dispatcher {
 
   /** A non-streamed request: the node's answer, or a ClusterError. */
   json(req: CompletionRequest): Promise<JsonAnswer> {
-    return this.attempts(req, async (lease, res, t0) => {
-      const body = await readBody(res, MAX_JSON_BODY, req.signal);
-      try {
-        JSON.parse(body.toString('utf8'));
-      } catch {
-        throw new AttemptFailed('malformed', `${lease.node.name} sent an answer that is not JSON`);
-      }
-      lease.release({ ok: true, firstByteMs: Date.now() - t0 });
-      return { status: res.statusCode ?? 200, body, node: lease.node };
-    });
+    return this.withFallbacks(req, (r) =>
+      this.attempts(r, new Set(), async (lease, res, t0) => {
+        const body = await readBody(res, MAX_JSON_BODY, r.signal);
+        try {
+          JSON.parse(body.toString('utf8'));
+        } catch {
+          throw new AttemptFailed('malformed', `${lease.node.name} sent an answer that is not JSON`);
+        }
+        lease.release({ ok: true, firstByteMs: Date.now() - t0 });
+        return { status: res.statusCode ?? 200, body, node: lease.node };
+      }),
+    );
   }
 
   /**
-   * A streamed request. Resolves once the stream has ended (completely, or through
-   * `sink.fail`); rejects with a ClusterError when it fails before its first byte.
+   * A streamed request. Resolves once the stream has ended, complete or through `sink.fail`;
+   * rejects with a ClusterError when it fails before anything reached the client. A stream cut
+   * after that is continued on another node serving the same model when one can take it.
    */
-  stream(req: CompletionRequest, sink: StreamSink): Promise<void> {
-    return this.attempts(req, (lease, res, t0) => this.pump(req, lease, res, t0, sink));
+  async stream(req: CompletionRequest, sink: StreamSink): Promise<void> {
+    const answer = new AnswerSoFar(req.path === '/chat/completions' && (req.body.n ?? 1) === 1);
+    let served = req;
+    let broken = await this.withFallbacks(req, (r) => {
+      served = r;
+      return this.attempts(r, new Set(), (lease, res, t0) => this.pump(r, lease, res, t0, sink, answer));
+    });
+    while (broken) {
+      const cut = broken;
+      if (req.signal.aborted || !answer.continuable || answer.leg > this.opts.retries) return sink.fail(cut);
+      // Only servers known to continue a trailing assistant message can take a partial answer.
+      const needsPrefill = answer.content !== '';
+      const next: CompletionRequest = { ...served, body: answer.continuationBody(served.body) };
+      try {
+        broken = await this.attempts(next, answer.failedNodes, (lease, res, t0) => this.pump(next, lease, res, t0, sink, answer), needsPrefill ? (n) => n.kind === 'llama.cpp' : undefined);
+      } catch {
+        return sink.fail(cut);
+      }
+    }
+    sink.end();
+  }
+
+  /** Run a request on its model, then on each fallback while the failure is the model's, not the client's. */
+  private async withFallbacks<T>(req: CompletionRequest, run: (r: CompletionRequest) => Promise<T>): Promise<T> {
+    const chain = this.opts.routes?.chain(req.model) ?? [req.model];
+    let first: ClusterError | undefined;
+    for (const model of chain) {
+      try {
+        return await run({ ...req, model, body: { ...req.body, model } });
+      } catch (e) {
+        if (!(e instanceof ClusterError) || !fallbackApplies(e)) throw e;
+        first ??= e;
+      }
+    }
+    throw first!;
   }
 
   /** Try nodes in turn until one answers; failures before the first byte move to the next. */
   private async attempts<T>(
     req: CompletionRequest,
+    tried: Set<string>,
     consume: (lease: Lease, res: IncomingMessage, t0: number) => Promise<T>,
+    filter?: PickRequest['filter'],
   ): Promise<T> {
     const body = Buffer.from(JSON.stringify(req.body));
-    const tried = new Set<string>();
+    const b = req.body;
+    const tokens = [b.max_tokens, b.max_completion_tokens, b.n_predict].find((v): v is number => typeof v === 'number' && v > 0);
+    const pick: PickRequest = { model: req.model, exclude: tried, signal: req.signal, tokens, affinityKey: conversationKey(req.model, b.messages), filter };
     let last: ClusterError | undefined;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       if (req.signal.aborted) throw new ClusterError('aborted', 'client went away');
       let lease: Lease;
       try {
-        lease = await this.balancer.acquire({ model: req.model, exclude: tried, signal: req.signal });
+        lease = await this.balancer.acquire(pick);
       } catch (e) {
         // Out of untried nodes: the last real failure says more than "no node".
-        throw last ?? e;
+        throw e instanceof ClusterError && e.kind === 'aborted' ? e : (last ?? e);
       }
       tried.add(lease.node.id);
       const t0 = Date.now();
@@ -149,14 +196,16 @@ export class Dispatcher {
         if (status < 200 || status >= 300) {
           const errBody = await readBody(res, MAX_ERROR_BODY, req.signal).catch(() => Buffer.alloc(0));
           if (!nodeAtFault(status)) {
-            lease.release({ ok: true, failure: 'client' });
+            lease.release({ ok: false, failure: 'client' });
             throw new ClusterError('rejected', `${lease.node.name} rejected the request`, { status, body: errBody });
           }
-          const retryAfterS = status === 429 ? retryAfterOf(res) : undefined;
+          const retryAfterS = status === 429 ? (retryAfterOf(res) ?? 1) : undefined;
           lease.release({ ok: false, failure: 'status', retryAfterS });
+          // A short pause asked for is waited out on the same node (the balancer holds it back meanwhile).
+          if (retryAfterS !== undefined && retryAfterS <= SHORT_RETRY_AFTER_S) tried.delete(lease.node.id);
           last =
             status === 429
-              ? new ClusterError('no_capacity', `${lease.node.name} is busy (429)`, { retryAfterS: retryAfterS ?? 1, busy: true })
+              ? new ClusterError('no_capacity', `${lease.node.name} is busy (429)`, { retryAfterS, busy: true })
               : new ClusterError('upstream', `${lease.node.name} answered ${status}: ${summarise(errBody)}`);
           continue;
         }
@@ -172,10 +221,22 @@ export class Dispatcher {
     throw last!;
   }
 
-  /** Forward one upstream stream to the sink: committed at the first data event. */
-  private pump(req: CompletionRequest, lease: Lease, res: IncomingMessage, t0: number, sink: StreamSink): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /**
+   * Forward one leg of a stream to the sink. The leg is committed at its first data event; it
+   * resolves `undefined` at `[DONE]`, or with the error that broke it after that (the caller may
+   * continue elsewhere); it rejects when it failed before its first event (the caller retries).
+   */
+  private pump(
+    req: CompletionRequest,
+    lease: Lease,
+    res: IncomingMessage,
+    t0: number,
+    sink: StreamSink,
+    answer: AnswerSoFar,
+  ): Promise<StreamBrokenError | undefined> {
+    return new Promise((resolve, reject) => {
       const parser = new SseParser();
+      const rewriting = answer.leg > 0;
       let started = false;
       let finished = false;
       let chunks = 0;
@@ -188,7 +249,7 @@ export class Dispatcher {
       const onAbort = () => res.destroy(new UpstreamFailure('aborted', 'client went away'));
       req.signal.addEventListener('abort', onAbort, { once: true });
 
-      const settle = (outcome: Outcome, err?: unknown) => {
+      const settle = (outcome: Outcome, err?: Error) => {
         if (finished) return;
         finished = true;
         clearTimeout(firstTimer);
@@ -202,19 +263,14 @@ export class Dispatcher {
           if (res.socket) res.setTimeout(0);
         } else res.resume();
         lease.release({ ...outcome, chunks, firstByteMs: tFirst ? tFirst - t0 : undefined, decodeMs: tFirst ? Date.now() - tFirst : undefined });
-        if (err === undefined) {
-          sink.end();
-          resolve();
-        } else if (!started) {
-          reject(err);
-        } else {
-          sink.fail(err instanceof StreamBrokenError ? err : new StreamBrokenError('reset', String((err as Error).message ?? err)));
-          resolve();
-        }
+        if (err === undefined) return resolve(undefined);
+        if (!started) return reject(err);
+        if (outcome.failure !== 'aborted') answer.failedNodes.add(lease.node.id);
+        resolve(err instanceof StreamBrokenError ? err : new StreamBrokenError('reset', err.message));
       };
 
-      const broken = (reason: StreamBrokenError['reason'], message: string) =>
-        settle({ ok: false, failure: reason === 'malformed' ? 'malformed' : 'reset' }, started ? new StreamBrokenError(reason, message) : new AttemptFailed(reason === 'malformed' ? 'malformed' : 'reset', message));
+      const broken = (reason: StreamBrokenError['reason'], message: string, failure: Outcome['failure'] = reason === 'malformed' ? 'malformed' : 'reset') =>
+        settle({ ok: false, failure }, started ? new StreamBrokenError(reason, message) : new AttemptFailed(failure === 'timeout' ? 'timeout' : failure === 'malformed' ? 'malformed' : 'reset', message));
 
       res.on('data', (buf: Buffer) => {
         if (finished) return;
@@ -225,7 +281,7 @@ export class Dispatcher {
         let done = false;
         for (const it of items) {
           if ('comment' in it) {
-            if (started) text += formatSse(it);
+            if (answer.started) text += formatSse(it);
             continue;
           }
           if (it.data === '[DONE]') {
@@ -239,13 +295,20 @@ export class Dispatcher {
           } catch {
             return broken('malformed', `${lease.node.name} sent a malformed event`);
           }
-          if (obj && typeof obj === 'object' && obj.error) {
+          if (obj === null || typeof obj !== 'object') return broken('malformed', `${lease.node.name} sent a malformed event`);
+          if (obj.error) {
             const msg = typeof obj.error === 'object' ? obj.error.message : String(obj.error);
             return broken('upstream_error', `${lease.node.name} reported an error mid-stream: ${msg}`);
           }
-          parsed.push(obj);
           chunks++;
-          text += formatSse(it);
+          if (rewriting) {
+            // A continuation leg: re-serialised so the client sees one seamless answer.
+            obj = answer.rewrite(obj);
+            if (!obj) continue;
+            text += `data: ${JSON.stringify(obj)}\n\n`;
+          } else text += formatSse(it);
+          answer.observe(obj);
+          parsed.push(obj);
         }
         if (text === '') return;
         if (!started) {
@@ -255,7 +318,10 @@ export class Dispatcher {
           res.setTimeout(this.opts.stallTimeoutMs, () =>
             res.destroy(new StreamBrokenError('stall', `${lease.node.name} went silent for ${this.opts.stallTimeoutMs} ms`)),
           );
-          sink.start(lease.node);
+          if (!answer.started) {
+            answer.started = true;
+            sink.start(lease.node);
+          }
         }
         if (!sink.send(text, parsed) && !done) {
           res.pause();
@@ -265,11 +331,9 @@ export class Dispatcher {
       });
       res.on('end', () => broken('no_done', `${lease.node.name} ended the answer without [DONE]`));
       res.on('error', (e: Error) => {
-        if (e instanceof UpstreamFailure && e.reason === 'aborted') {
-          return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
-        }
-        if (e instanceof StreamBrokenError) return settle({ ok: false, failure: 'timeout' }, started ? e : new AttemptFailed('timeout', e.message));
-        if (e instanceof UpstreamFailure) return settle({ ok: false, failure: e.reason === 'timeout' ? 'timeout' : 'reset' }, started ? new StreamBrokenError(e.reason === 'timeout' ? 'stall' : 'reset', e.message) : e);
+        if (e instanceof UpstreamFailure && e.reason === 'aborted') return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
+        if (e instanceof StreamBrokenError) return broken(e.reason, e.message, 'timeout');
+        if (e instanceof UpstreamFailure) return broken(e.reason === 'timeout' ? 'stall' : 'reset', e.message, e.reason === 'timeout' ? 'timeout' : 'reset');
         broken('reset', `${lease.node.name}: connection lost (${(e as NodeJS.ErrnoException).code ?? e.message})`);
       });
       res.on('close', () => {
@@ -293,6 +357,16 @@ function toFailure(e: unknown): { reason: 'timeout' | 'reset' | 'aborted' | 'con
   if (e instanceof UpstreamFailure) return { reason: e.reason, outcome: e.reason === 'aborted' ? 'aborted' : e.reason, message: e.message };
   if (e instanceof AttemptFailed) return { reason: e.outcome === 'timeout' ? 'timeout' : 'reset', outcome: e.outcome, message: e.message };
   return { reason: 'reset', outcome: 'reset', message: (e as Error)?.message ?? String(e) };
+}
+
+/**
+ * A fallback model is tried when the model itself fails or cannot be served, including a prompt
+ * too long for its context; never for the client's own errors (a content filter, a bad field).
+ */
+export function fallbackApplies(e: ClusterError): boolean {
+  if (e.kind === 'aborted') return false;
+  if (e.kind !== 'rejected') return true;
+  return /context|too long|too many tokens|exceed/i.test(e.extra.body?.toString('utf8') ?? '');
 }
 
 function summarise(body: Buffer): string {

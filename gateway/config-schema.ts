@@ -55,6 +55,15 @@ export const SETTINGS: readonly Setting[] = [
     default: {},
     doc: 'Fallback chains used when a model fails or cannot be served: `[routing.fallbacks]` `big = ["medium", "small"]`.',
   },
+  {
+    key: 'routing.policy',
+    type: { t: 'enum', values: ['hearth', 'round-robin', 'least-connections'] },
+    default: 'hearth',
+    doc: '`hearth` picks the node that should finish soonest (measured speed, slots, load, prompt cache); the others exist as baselines for comparison.',
+  },
+  { key: 'routing.affinity', type: { t: 'bool' }, default: true, doc: "Send a conversation's follow-up turns to the node that holds its prompt cache." },
+  { key: 'routing.breaker_failures', type: int(1, 100), default: 3, doc: 'Failures in a row that open a node\'s circuit breaker.' },
+  { key: 'routing.breaker_cooldown_ms', type: int(100, 600_000), default: 2000, doc: 'How long an open breaker waits before one trial request (doubles while the node keeps failing, up to 30 s).' },
   { key: 'routing.queue_size', type: int(0, 100_000), default: 64, doc: 'Requests that may wait in Hearth when every node for a model is full (429 beyond).' },
   { key: 'routing.queue_wait_ms', type: int(0, 600_000), default: 30_000, doc: 'Longest wait in that queue before a 429.' },
   {

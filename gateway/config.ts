@@ -21,6 +21,10 @@ export interface Config {
   timeouts: { connect_ms: number; first_byte_ms: number; stall_ms: number };
   routing: {
     retries: number;
+    policy: 'hearth' | 'round-robin' | 'least-connections';
+    affinity: boolean;
+    breaker_failures: number;
+    breaker_cooldown_ms: number;
     aliases: Record<string, string>;
     fallbacks: Record<string, string[]>;
     queue_size: number;

@@ -6,6 +6,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { Balancer } from '../cluster/balancer.ts';
 import { startDiscovery, type Discovery } from '../cluster/discovery/index.ts';
 import { Dispatcher } from '../cluster/dispatch.ts';
+import { ModelRoutes } from '../cluster/model-routes.ts';
 import { NodeMonitor } from '../cluster/monitor.ts';
 import { isUsable, splitNodeUrl } from '../cluster/node.ts';
 import { Registry } from '../cluster/registry.ts';
@@ -64,9 +65,19 @@ export async function createHearth(config: Config): Promise<Hearth> {
     timeoutMs: config.probe.timeout_ms,
     maxFailures: config.probe.max_failures,
   });
-  const balancer = new Balancer(registry);
+  const r = config.routing;
+  const balancer = new Balancer(registry, {
+    policy: r.policy,
+    queueSize: r.queue_size,
+    queueWaitMs: r.queue_wait_ms,
+    affinity: r.affinity,
+    affinityMargin: r.affinity_margin,
+    breaker: { threshold: r.breaker_failures, coolDownMs: r.breaker_cooldown_ms, maxCoolDownMs: Math.max(30_000, r.breaker_cooldown_ms) },
+  });
+  const routes = new ModelRoutes(r.aliases, r.fallbacks);
   const upstream = new UpstreamClient();
   const dispatcher = new Dispatcher(balancer, upstream, {
+    routes,
     retries: config.routing.retries,
     connectTimeoutMs: config.timeouts.connect_ms,
     firstByteTimeoutMs: config.timeouts.first_byte_ms,
@@ -93,7 +104,7 @@ export async function createHearth(config: Config): Promise<Hearth> {
         errorResponse(c, new ApiError(413, `The request body is larger than ${config.limits.body_bytes} bytes (limits.body_bytes).`, 'invalid_request_error', 'request_too_large')),
     }),
   );
-  v1.route('/', modelRoutes(balancer));
+  v1.route('/', modelRoutes(balancer, routes));
   v1.route('/', storedCompletionRoutes(history));
   const deps = { dispatcher, observe: storeObserver(history, { onError: (e) => log.error(`history: ${(e as Error).message}`) }) };
   v1.post('/chat/completions', completionHandler('chat', deps));

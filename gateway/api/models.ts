@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { Balancer } from '../../cluster/balancer.ts';
+import type { ModelRoutes } from '../../cluster/model-routes.ts';
 import { ApiError, errorResponse } from './errors.ts';
 
 const CREATED = Math.floor(Date.now() / 1000);
@@ -7,13 +8,18 @@ const CREATED = Math.floor(Date.now() / 1000);
 const entry = (id: string) => ({ id, object: 'model' as const, created: CREATED, owned_by: 'hearth' });
 
 /** GET /models and /models/{id}: the union of the models the usable nodes serve now. */
-export function modelRoutes(balancer: Balancer): Hono {
+export function modelRoutes(balancer: Balancer, routes?: ModelRoutes): Hono {
   const app = new Hono();
-  app.get('/models', (c) => c.json({ object: 'list', data: balancer.models().map(entry) }));
+  /** Served model ids plus the aliases that point at one of them. */
+  const listed = () => {
+    const served = balancer.models();
+    return [...served, ...(routes?.visibleAliases(served) ?? [])].sort();
+  };
+  app.get('/models', (c) => c.json({ object: 'list', data: listed().map(entry) }));
   // Model ids are often file paths (llama-server names a model by its -m path): match slashes too.
   app.get('/models/:id{.+}', (c) => {
     const id = c.req.param('id');
-    const models = balancer.models();
+    const models = listed();
     if (models.includes(id)) return c.json(entry(id));
     return errorResponse(
       c,
