@@ -3,7 +3,7 @@
 // external and are copied, with what they need at run time, into dist/node_modules, so that
 // `node dist/hearth.mjs` runs from dist/ alone.
 import { build } from 'esbuild';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,8 +18,12 @@ mkdirSync(out, { recursive: true });
 
 const t0 = Date.now();
 await build({
-  entryPoints: [join(root, 'gateway/main.ts')],
-  outfile: join(out, 'hearth.mjs'),
+  entryPoints: { hearth: join(root, 'gateway/main.ts') },
+  outdir: out,
+  outExtension: { '.js': '.mjs' },
+  // Code only `hearth node` needs (the agent) goes into its own chunk, loaded on demand.
+  splitting: true,
+  chunkNames: 'lib/[name]-[hash]',
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -71,7 +75,8 @@ for (const [dir, rel] of copied) {
 writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'hearth-dist', version: pkg.version, type: 'module', private: true }, null, 2));
 
 const size = statSync(join(out, 'hearth.mjs')).size;
+const chunks = readdirSync(join(out, 'lib')).map((f) => statSync(join(out, 'lib', f)).size);
 if (!quiet) {
-  console.log(`dist/hearth.mjs: ${(size / 1024).toFixed(1)} KB (built in ${Date.now() - t0} ms)`);
+  console.log(`dist/hearth.mjs: ${(size / 1024).toFixed(1)} KB, plus ${chunks.length} chunk(s) loaded on demand: ${chunks.map((b) => (b / 1024).toFixed(1) + ' KB').join(', ')} (built in ${Date.now() - t0} ms)`);
   console.log(`dist/node_modules: ${copied.size} packages (${[...copied.values()].map((r) => r.replace(/^node_modules\//, '')).join(', ')})`);
 }

@@ -6,7 +6,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Tests start real servers and browsers; two machines' worth of cores is plenty.
-    maxWorkers: 3,
+    // Tests start real servers, browsers and timed multicast; one worker per core keeps them honest.
+    maxWorkers: 2,
   },
 });

@@ -62,7 +62,10 @@ export class NodeMonitor {
     if (!this.registry.get(id)) return;
     if (!r || r.health === 'down') {
       const failedProbes = node.failedProbes + 1;
-      this.registry.update(id, { health: 'down', failedProbes });
+      // One missed probe on a busy network is not a dead node (request failures feed the
+      // circuit breaker meanwhile); two in a row are.
+      const health = r?.health === 'down' || failedProbes >= 2 || node.health !== 'up' ? 'down' : 'up';
+      this.registry.update(id, { health, failedProbes });
       if (failedProbes >= this.opts.maxFailures && !node.sources.includes('static')) {
         this.registry.remove(id, `failed ${failedProbes} probes in a row`);
       }

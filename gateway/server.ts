@@ -1,4 +1,6 @@
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -11,6 +13,7 @@ import { NodeMonitor } from '../cluster/monitor.ts';
 import { isUsable, splitNodeUrl } from '../cluster/node.ts';
 import { Registry } from '../cluster/registry.ts';
 import { UpstreamClient } from '../cluster/upstream.ts';
+import { webMinRoutes } from '../web-min/routes.ts';
 import { completionHandler } from './api/completions.ts';
 import { ApiError, errorResponse } from './api/errors.ts';
 import { modelRoutes } from './api/models.ts';
@@ -29,6 +32,16 @@ export interface Hearth {
   /** Listen, and start reading the nodes. */
   start(): Promise<{ url: string; port: number }>;
   close(): Promise<void>;
+}
+
+/** A secret kept in the data folder, so chat sessions and CSRF tokens survive restarts. */
+function persistentSecret(dataDir: string): Buffer {
+  const file = join(dataDir, 'secret.key');
+  if (existsSync(file)) return readFileSync(file);
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(file, key, { mode: 0o600 });
+  return key;
 }
 
 /** Seed the registry with the configured nodes: they stay known while down. */
@@ -114,6 +127,19 @@ export async function createHearth(config: Config): Promise<Hearth> {
     errorResponse(c, new ApiError(404, `Unknown endpoint ${c.req.method} ${c.req.path}.`, 'invalid_request_error', 'unknown_url')),
   );
   app.route('/v1', v1);
+  if (config.chat.enabled) {
+    app.route(
+      '/',
+      webMinRoutes({
+        history,
+        dispatcher,
+        models: () => balancer.models(),
+        password: config.chat.password || undefined,
+        sessionDays: config.chat.session_days,
+        secret: persistentSecret(config.data),
+      }),
+    );
+  }
 
   app.onError((err, c) => {
     log.error(`${c.req.method} ${c.req.path}: ${err.stack ?? err}`);

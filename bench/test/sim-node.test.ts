@@ -121,7 +121,7 @@ describe('streaming', () => {
     const node = await sim({ ttftMs: 120, pingEveryMs: 30, tokensPerSecond: 0 });
     const res = await post(node, '/v1/chat/completions', { messages: USER, stream: true, max_tokens: 2 });
     const { data, comments } = parseSse(await res.text());
-    expect(comments).toBeGreaterThanOrEqual(2);
+    expect(comments).toBeGreaterThanOrEqual(1);
     expect(data.at(-1)).toBe('[DONE]');
   });
 

@@ -169,14 +169,17 @@ describe('circuit breaker', () => {
   it('stops sending to a failing node, then uses it again within seconds of recovery', async () => {
     const a = await sim({ models: ['m'], fault: { type: '500' } });
     const b = await sim({ models: ['m'] });
-    const h = await gateway({ nodes: [{ url: a.url }, { url: b.url }], routing: { breaker_failures: 3, breaker_cooldown_ms: 300, affinity: false } });
+    const h = await gateway({ nodes: [{ url: a.url }, { url: b.url }], routing: { breaker_failures: 3, breaker_cooldown_ms: 1000, affinity: false } });
     for (let i = 0; i < 12; i++) expect((await post(`${h.api}/chat/completions`, chatBody('m', { max_tokens: 2 }))).status).toBe(200);
-    expect(chats(a).length).toBe(3);
+    // Three failures open the breaker; at most one half-open trial may fall inside a slow run.
+    expect(chats(a).length).toBeGreaterThanOrEqual(3);
+    expect(chats(a).length).toBeLessThanOrEqual(4);
+    const failed = chats(a).length;
     a.setFault(undefined);
-    await sleep(350);
+    await sleep(1100);
     // Half-open: one trial succeeds and closes the breaker; a is back in rotation.
     for (let i = 0; i < 6; i++) await (await post(`${h.api}/chat/completions`, chatBody('m', { max_tokens: 2 }))).text();
-    expect(chats(a).length).toBeGreaterThan(4);
+    expect(chats(a).length).toBeGreaterThan(failed + 1);
   });
 });
 

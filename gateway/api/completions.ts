@@ -19,7 +19,7 @@ export interface StreamObserver {
   start?(node: NodeInfo): void;
   chunks?(chunks: Record<string, any>[]): void;
   /** `stopped`: the client went away (or pressed stop), rather than a failure. */
-  end?(outcome: { complete: boolean; stopped?: boolean; error?: string }): void;
+  end?(outcome: { complete: boolean; stopped?: boolean; error?: string }): void | Promise<void>;
 }
 
 export interface CompletionDeps {
@@ -65,7 +65,8 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
         try {
           observer?.chunks?.([JSON.parse(answer.body.toString('utf8'))]);
         } finally {
-          observer?.end?.({ complete: true });
+          // Stored before the client hears back, so it can read it at once.
+          await observer?.end?.({ complete: true });
         }
         return c.body(answer.body as unknown as ArrayBuffer, answer.status as 200, { 'content-type': 'application/json' });
       }

@@ -274,10 +274,10 @@ export function storeObserver(
             : {}),
         };
         const status = outcome.complete ? 'complete' : outcome.stopped ? 'stopped' : 'error';
-        void writer.then((w) =>
+        return writer.then((w) =>
           w
             ?.finish({ status, usage, timings, finishReason, ...(outcome.error ? { error: outcome.error } : {}) })
-            .catch(onError),
+            .then(() => undefined, onError),
         );
       },
     };

@@ -30,7 +30,7 @@ export async function startHearth(over: DeepPartial<Config> = {}): Promise<TestH
     port: 0,
     log: 'error',
     discovery: { enabled: false },
-    probe: { interval_ms: 200, timeout_ms: 500 },
+    probe: { interval_ms: 200, timeout_ms: 2000 },
     ...over,
   }) as Config;
   const hearth = await createHearth(config);

@@ -1,0 +1,143 @@
+import { execFile, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { startSimNode } from '../../bench/sim-node.ts';
+import { ConfigError, loadConfig } from '../config.ts';
+import { parseCli } from '../cli.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BUNDLE = join(ROOT, 'dist/hearth.mjs');
+const tmp = () => mkdtempSync(join(tmpdir(), 'hearth-cfg-'));
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, args, { cwd, env: { PATH: process.env.PATH, ...env }, timeout: 10_000 }, (err, stdout, stderr) =>
+      res({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('configuration: defaults, then file, then HEARTH_* variables, then flags', () => {
+  it('has embedded defaults', () => {
+    const c = loadConfig();
+    expect(c.port).toBe(8808);
+    expect(c.data).toBe('./data');
+    expect(c.nodes).toEqual([]);
+    expect(c.routing.policy).toBe('hearth');
+  });
+
+  it('each layer overrides the one before', () => {
+    const dir = tmp();
+    const file = join(dir, 'hearth.toml');
+    writeFileSync(file, 'port = 9000\nhost = "127.0.0.1"\n[timeouts]\nstall_ms = 5000\nconnect_ms = 1000\n[[nodes]]\nurl = "http://10.0.0.5:8080/v1"\napi_key = "k"\n');
+    const c = loadConfig({
+      file,
+      env: { HEARTH_PORT: '9001', HEARTH_TIMEOUTS_STALL_MS: '6000', PATH: '/bin' },
+      flags: new Map<string, unknown>([['port', '9002']]),
+    });
+    expect(c.port).toBe(9002);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.timeouts).toMatchObject({ stall_ms: 6000, connect_ms: 1000 });
+    expect(c.nodes).toEqual([{ url: 'http://10.0.0.5:8080/v1', api_key: 'k' }]);
+  });
+
+  it.each([
+    ['an unknown key', 'prot = 1\n', /unknown key "prot"; allowed here: .*port/],
+    ['an unknown nested key', '[timeouts]\nstall = 1\n', /unknown key "timeouts.stall"; allowed here: timeouts.connect_ms/],
+    ['a bad value', 'port = 99999\n', /invalid value 99999 for "port": expected a whole number from 0 to 65535/],
+    ['a bad enum', 'log = "loud"\n', /"log": expected one of silent, error, info, debug/],
+    ['a bad node URL', '[[nodes]]\nurl = "ftp://x"\n', /nodes\[0\]: invalid "url"/],
+    ['a bad node key', '[[nodes]]\nurl = "http://x:1"\nkey = "k"\n', /unknown key "key"; allowed: url, api_key, name, kind/],
+    ['invalid TOML', 'port = = 1\n', /not valid TOML/],
+  ])('stops at %s with a message naming it', (_n, text, msg) => {
+    const file = join(tmp(), 'c.toml');
+    writeFileSync(file, text);
+    expect(() => loadConfig({ file })).toThrow(ConfigError);
+    expect(() => loadConfig({ file })).toThrow(msg);
+  });
+
+  it('rejects an unknown HEARTH_ variable and a bad flag value', () => {
+    expect(() => loadConfig({ env: { HEARTH_PROT: '1' } })).toThrow(/unknown variable HEARTH_PROT/);
+    expect(() => loadConfig({ flags: new Map([['port', 'eighty']]) })).toThrow(/command line: invalid value "eighty" for "port"/);
+  });
+
+  it('reads repeatable --node flags', () => {
+    const cli = parseCli(['--node', 'http://a:8080', '--node', 'http://b:11434/v1', '--port', '1234'], {});
+    expect(cli.action).toBe('serve');
+    const c = loadConfig((cli as any).sources);
+    expect(c.nodes.map((n) => n.url)).toEqual(['http://a:8080', 'http://b:11434/v1']);
+    expect(c.port).toBe(1234);
+  });
+});
+
+describe('the bundle', () => {
+  it('is built, small, and answers --help and --version', async () => {
+    expect(statSync(BUNDLE).size).toBeLessThan(300 * 1024);
+    const help = await run([BUNDLE, '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--config FILE[\s\S]*--node URL/);
+    const v = await run([BUNDLE, '--version']);
+    expect(v.stdout).toMatch(/^hearth \d+\.\d+\.\d+/);
+  });
+
+  it('exits 2 with a readable message on a bad flag or config', async () => {
+    const bad = await run([BUNDLE, '--bogus']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bogus/);
+    const file = join(tmp(), 'c.toml');
+    writeFileSync(file, 'prot = 1\n');
+    const cfg = await run([BUNDLE, '--config', file]);
+    expect(cfg.code).toBe(2);
+    expect(cfg.stderr).toMatch(/configuration error: .*unknown key "prot"/);
+  });
+
+  it('runs from a copy of dist/ alone (native modules included) and proxies', async () => {
+    const where = join(tmp(), 'elsewhere');
+    cpSync(join(ROOT, 'dist'), where, { recursive: true });
+    const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
+    const data = tmp();
+    const proc = spawn(process.execPath, [join(where, 'hearth.mjs'), '--host', '127.0.0.1', '--port', '0', '--data', data, '--node', sim.url], {
+      cwd: where,
+      env: { PATH: process.env.PATH, HEARTH_DISCOVERY_ENABLED: 'false' },
+    });
+    try {
+      const url = await new Promise<string>((res, rej) => {
+        let err = '';
+        proc.stderr.on('data', (b) => {
+          err += b;
+          const m = /listening on (http:\/\/\S+) /.exec(err);
+          if (m) res(m[1]);
+        });
+        proc.once('exit', () => rej(new Error(err)));
+      });
+      for (let i = 0; i < 50; i++) {
+        if ((await fetch(`${url}/readyz`)).status === 200) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const r = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, store: true }),
+      });
+      const j = await r.json();
+      expect(r.status).toBe(200);
+      // The history store (lmdb, native) works from the copy.
+      const stored = await (await fetch(`${url}/v1/chat/completions/${j.id}`)).json();
+      expect(stored.id).toBe(j.id);
+    } finally {
+      proc.kill('SIGTERM');
+      await sim.close();
+    }
+  });
+});
+
+describe('documentation', () => {
+  it('the README documents every setting', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { SETTINGS } = await import('../config-schema.ts');
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    for (const s of SETTINGS) expect(readme, s.key).toContain(`| \`${s.key}\` |`);
+  });
+});
