@@ -336,3 +336,21 @@ describe('client abort', () => {
     expect(n.stats.aborted).toBe(1);
   });
 });
+
+describe('no key configured: only local clients', () => {
+  it('serves private-network peers and tells a public one how to add a key (403)', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const from = (remoteAddress: string) => h.hearth.app.request('/v1/models', {}, { incoming: { socket: { remoteAddress } } } as any);
+    for (const ip of ['192.168.1.20', '10.1.2.3', '::ffff:172.20.0.5', '100.101.102.103', 'fd12:3456::1', 'fe80::1%eth0']) {
+      expect((await from(ip)).status, ip).toBe(200);
+    }
+    for (const ip of ['203.0.113.7', '8.8.8.8', '::ffff:1.1.1.1', '2001:db8::1', '100.128.0.1']) {
+      const res = await from(ip);
+      expect(res.status, ip).toBe(403);
+      const e = (await res.json()).error;
+      expect(e.type).toBe('permission_error');
+      expect(e.message).toMatch(/api_keys/);
+    }
+  });
+});
