@@ -93,6 +93,8 @@ export class Balancer {
   private readonly active = new Map<string, Set<Active>>();
   private readonly coolingUntil = new Map<string, number>();
   private readonly affinity = new Map<string, string>();
+  /** Slots other clients held on each node at its last probe. */
+  private readonly external = new Map<string, { at: number; busy: number }>();
   private readonly queue: Waiter[] = [];
   private wakeTimer?: NodeJS.Timeout;
   private rr = 0;
@@ -104,7 +106,15 @@ export class Balancer {
   ) {
     this.opts = { ...DEFAULT_BALANCER, ...opts };
     this.breakers = new Breakers(this.opts.breaker);
-    registry.on('change', () => this.schedule());
+    registry.on('change', (e) => {
+      if (e.type === 'removed') this.external.delete(e.node.id);
+      else if (e.node.load && e.node.load.at !== this.external.get(e.node.id)?.at) {
+        // What the node reports beyond Hearth's own requests is other clients' load.
+        const l = e.node.load;
+        this.external.set(e.node.id, { at: l.at, busy: Math.max(0, (l.busy ?? 0) + (l.deferred ?? 0) - this.load(e.node.id)) });
+      }
+      this.schedule();
+    });
   }
 
   /** Every model some usable node serves now. */
@@ -195,13 +205,15 @@ export class Balancer {
     return n.load?.slots && n.load.slots > 0 ? n.load.slots : this.opts.defaultSlots;
   }
 
-  /** Busy slots: Hearth's own requests, or the node's count when other clients use it too. */
+  /**
+   * Busy slots: Hearth's own requests, counted live, plus what other clients held at the last
+   * probe. (Taking the node's own figure as is would make a slot Hearth just freed look busy
+   * until the next probe.)
+   */
   private busy(n: NodeInfo): number {
-    const mine = this.load(n.id);
-    const theirs = n.load ? (n.load.busy ?? 0) + (n.load.deferred ?? 0) : 0;
-    // The node's counters are a probe old; only trust them while they are fresh.
-    const fresh = n.load && Date.now() - n.load.at < 5000;
-    return fresh ? Math.max(mine, theirs) : mine;
+    const ext = this.external.get(n.id);
+    const fresh = ext && Date.now() - ext.at < 5000;
+    return this.load(n.id) + (fresh ? ext.busy : 0);
   }
 
   private tokensOf(req: PickRequest): number {

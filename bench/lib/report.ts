@@ -1,7 +1,7 @@
 /** Figures, tables and the sections of bench/RESULTS.md. */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 
 export const RESULTS = resolve(import.meta.dirname, '../RESULTS.md');
@@ -71,6 +71,7 @@ export function runHeader(command: string): string {
     `- date: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     `- machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}, Linux ${m.kernel}`,
     `- command: \`${command}\``,
+    `- load average at start (other work on the machine): ${loadavg().map((x) => x.toFixed(2)).join(', ')}`,
   ].join('\n');
 }
 

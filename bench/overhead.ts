@@ -1,0 +1,338 @@
+/**
+ * `bench/run.ts overhead`: what Hearth adds to a streamed answer, against going direct to the
+ * node and against nginx as a plain streaming proxy, measured in the same run and interleaved:
+ * time to first token, time per chunk, CPU seconds per stream, peak RSS; then the real
+ * llama-server at concurrency 64, the bundle size and the start-up time.
+ *
+ * Processes: this one is the load generator; each simulated node, Hearth and nginx run in their
+ * own process, so none of them shares an event loop with the client.
+ */
+import { statSync } from 'node:fs';
+import type http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, llamaAvailable, llamaMissing, startLlama } from './lib/llama.ts';
+import { keepAliveAgent, meanGap, pool, streamChat, type StreamResult } from './lib/load.ts';
+import {
+  BUNDLE,
+  cpuSeconds,
+  startHearth,
+  startNginx,
+  startSimProcess,
+  statusKb,
+  stopChild,
+  waitPort,
+  waitReady,
+  writeHearthConfig,
+  type HearthProc,
+  type NginxProc,
+} from './lib/proc.ts';
+import { fmt, mean, median, quantile, runHeader, say, table, targetLine, writeSection, type Target } from './lib/report.ts';
+
+type Via = 'direct' | 'hearth' | 'nginx';
+const VIAS: Via[] = ['direct', 'hearth', 'nginx'];
+
+export interface OverheadOptions {
+  command: string;
+  /** Sequential requests per target at concurrency 1. */
+  sequential?: number;
+  /** Rounds of 64 concurrent requests per target. */
+  rounds?: number;
+}
+
+interface Phase {
+  results: StreamResult[];
+  /** CPU seconds of the proxy process while it served this phase (Hearth or the nginx worker). */
+  cpu: number;
+}
+
+interface SpeedBlock {
+  label: string;
+  c1: Record<Via, Phase>;
+  c64: Record<Via, Phase>;
+  hearthHwmKb: number;
+  nginxHwmKb: number;
+}
+
+const TOKENS = 200;
+const CONC = 64;
+
+const emptyPhases = (): Record<Via, Phase> => ({ direct: { results: [], cpu: 0 }, hearth: { results: [], cpu: 0 }, nginx: { results: [], cpu: 0 } });
+
+const failed = (r: StreamResult, tokens: number) => r.status !== 200 || !r.done || !!r.error || r.chunkTimes.length !== tokens;
+
+export async function runOverhead(o: OverheadOptions): Promise<void> {
+  const sequential = o.sequential ?? 100;
+  const rounds = o.rounds ?? 3;
+  const md: string[] = [];
+  const targets: Target[] = [];
+  say('== overhead ==');
+
+  // --- bundle size and start-up, before any load runs
+  const bundleBytes = statSync(BUNDLE).size;
+  const startups = await measureStartup(5);
+  say(`bundle ${BUNDLE}: ${(bundleBytes / 1024).toFixed(1)} KiB; start to listening (median of 5): ${fmt(median(startups), 0)} ms [${startups.map((x) => x.toFixed(0)).join(', ')}]`);
+
+  // --- simulated nodes: 1000 tok/s and unthrottled, one process each, slots to spare
+  const sims = [
+    { label: 'sim 1000 tok/s', model: 'sim-1000', proc: await startSimProcess(['--model', 'sim-1000', '--tps', '1000', '--slots', '512', '--tokens', String(TOKENS)]) },
+    { label: 'sim unthrottled', model: 'sim-max', proc: await startSimProcess(['--model', 'sim-max', '--tps', '0', '--slots', '512', '--tokens', String(TOKENS)]) },
+  ];
+  const nginx = await startNginx(sims.map((s) => s.proc.url));
+  const blocks: SpeedBlock[] = [];
+  let nginxErrors: string[] = [];
+  try {
+    for (const [i, sim] of sims.entries()) {
+      // A fresh Hearth per speed, so its peak RSS belongs to this speed's phases.
+      const hearth = await startHearth({ nodes: sims.map((s) => ({ url: s.proc.url, kind: 'llama.cpp' })) });
+      try {
+        await waitReady(hearth.url);
+        await waitModel(hearth.url, sim.model);
+        const urls: Record<Via, string> = { direct: sim.proc.url, hearth: hearth.url, nginx: nginx.urls[i] };
+        blocks.push(await speedBlock(sim.label, sim.model, urls, hearth, nginx, sequential, rounds));
+      } finally {
+        await hearth.stop();
+      }
+    }
+  } finally {
+    nginxErrors = nginx.errorLog().split('\n').filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
+    await nginx.stop();
+    for (const s of sims) await s.proc.stop();
+  }
+
+  // --- real llama-server at concurrency 64
+  const llama = llamaAvailable() ? await llamaRun(rounds) : undefined;
+  if (!llama) say(`real llama-server: skipped (${llamaMissing})`);
+
+  // --- report
+  md.push(`## overhead\n\n${runHeader(o.command)}`);
+  md.push(
+    `Simulated node (\`bench/sim-node.ts\`, own process, 512 slots) at 1,000 tokens/s per stream and unthrottled; ${TOKENS} tokens per answer; ` +
+      `concurrency 1 = ${sequential} sequential requests per target, concurrency 64 = ${rounds} rounds of 64 concurrent requests per target. ` +
+      `Targets interleaved (direct, Hearth, nginx in rotating order, request by request at c1 and round by round at c64), each with its own keep-alive agent. ` +
+      `nginx: \`proxy_pass\`, \`proxy_buffering off\`, HTTP/1.1 upstream keepalive, 1 worker. A fresh Hearth process per speed. ` +
+      `TTFT = request sent to first non-empty content delta; per-chunk added = (mean total via proxy - mean total direct) / ${TOKENS}. ` +
+      `CPU = utime+stime from /proc/PID/stat of the Hearth process (nginx: its worker) across the phase's windows, per stream.`,
+  );
+  const rows: (string | number)[][] = [];
+  for (const b of blocks) {
+    for (const [c, phases] of [
+      [1, b.c1],
+      [CONC, b.c64],
+    ] as const) {
+      for (const via of VIAS) {
+        const rs = phases[via].results;
+        const ok = rs.filter((r) => !failed(r, TOKENS));
+        const ttft = ok.map((r) => r.ttft);
+        const totals = ok.map((r) => r.total);
+        const gaps = ok.map(meanGap).filter(Number.isFinite);
+        const cpuMs = via === 'direct' ? '' : fmt((phases[via].cpu * 1000) / Math.max(1, rs.length), 2);
+        rows.push([b.label, c, via, rs.length, rs.length - ok.length, fmt(quantile(ttft, 0.5)), fmt(quantile(ttft, 0.99)), fmt(mean(totals), 1), fmt(quantile(totals, 0.99), 1), fmt(mean(gaps), 3), cpuMs]);
+      }
+    }
+  }
+  const head = ['node', 'conc.', 'via', 'streams', 'failed', 'TTFT p50 ms', 'TTFT p99 ms', 'total mean ms', 'total p99 ms', 'mean chunk gap ms', 'CPU ms/stream'];
+  say(table(head, rows));
+  md.push('### Raw figures\n\n' + table(head, rows));
+
+  // Added time and ratios.
+  const addRows: (string | number)[][] = [];
+  for (const b of blocks) {
+    for (const [c, phases] of [
+      [1, b.c1],
+      [CONC, b.c64],
+    ] as const) {
+      const d = stats(phases.direct.results);
+      for (const via of ['hearth', 'nginx'] as const) {
+        const p = stats(phases[via].results);
+        const addP50 = p.ttftP50 - d.ttftP50;
+        const addP99 = p.ttftP99 - d.ttftP99;
+        const perChunk = (p.totalMean - d.totalMean) / TOKENS;
+        const gapAdd = p.gapMean - d.gapMean;
+        const cpuMs = (phases[via].cpu * 1000) / Math.max(1, phases[via].results.length);
+        addRows.push([b.label, c, via, fmt(addP50, 2), fmt(addP99, 2), fmt(p.ttftP50 / d.ttftP50, 2) + 'x', fmt(perChunk * 1000, 1), fmt(gapAdd * 1000, 1), fmt(p.totalMean / d.totalMean, 3) + 'x', fmt(cpuMs, 2)]);
+        if (via === 'hearth' && c === 1) targets.push({ what: `added TTFT p50 <= 1 ms at concurrency 1 (${b.label})`, measured: `${fmt(addP50, 2)} ms`, met: addP50 <= 1 });
+        if (via === 'hearth' && c === CONC) {
+          targets.push({ what: `added TTFT p99 <= 5 ms at concurrency 64 (${b.label})`, measured: `${fmt(addP99, 2)} ms`, met: addP99 <= 5 });
+          targets.push({ what: `Hearth CPU <= 2 ms per 200-token stream at concurrency 64 (${b.label})`, measured: `${fmt(cpuMs, 2)} ms (nginx worker: ${fmt((phases.nginx.cpu * 1000) / Math.max(1, phases.nginx.results.length), 2)} ms)`, met: cpuMs <= 2 });
+        }
+      }
+    }
+    targets.push({ what: `Hearth peak RSS <= 70 MB with 64 concurrent streams (${b.label})`, measured: `${fmt(b.hearthHwmKb / 1024, 1)} MiB VmHWM (nginx worker ${fmt(b.nginxHwmKb / 1024, 1)} MiB)`, met: b.hearthHwmKb / 1024 <= 70 });
+  }
+  const addHead = ['node', 'conc.', 'via', 'added TTFT p50 ms', 'added TTFT p99 ms', 'TTFT p50 ratio', 'added per chunk µs (totals)', 'added chunk gap µs', 'total ratio', 'CPU ms/stream'];
+  say(table(addHead, addRows));
+  md.push('### Against direct (difference of percentiles; negative = faster than direct, i.e. noise)\n\n' + table(addHead, addRows));
+  md.push(
+    '### Peak RSS\n\n' +
+      table(
+        ['node', 'Hearth VmHWM MiB (fresh process, after c1 + c64)', 'nginx worker VmHWM MiB (whole run so far)'],
+        blocks.map((b) => [b.label, fmt(b.hearthHwmKb / 1024, 1), fmt(b.nginxHwmKb / 1024, 1)]),
+      ),
+  );
+
+  if (llama) {
+    md.push(
+      `### Real llama-server, concurrency 64\n\ntiny.gguf, \`--parallel 8\`, ${llama.requests} requests at once x max_tokens ${llama.tokens} (\`ignore_eos\`), ${llama.rounds} rounds per target, interleaved. Wall time of each whole round.\n\n` +
+        table(
+          ['via', 'round wall times ms', 'median ms', 'ratio to direct', 'failed requests'],
+          VIAS.map((v) => [v, llama.walls[v].map((x) => x.toFixed(0)).join(', '), fmt(median(llama.walls[v]), 0), fmt(median(llama.walls[v]) / median(llama.walls.direct), 3) + 'x', `${llama.failed[v]}${llama.errors[v] ? ` (${llama.errors[v]})` : ''}`]),
+        ),
+    );
+    const ratio = median(llama.walls.hearth) / median(llama.walls.direct);
+    targets.push({ what: 'real llama-server at concurrency 64: total time <= 1.10x direct', measured: `${fmt(ratio, 3)}x (nginx ${fmt(median(llama.walls.nginx) / median(llama.walls.direct), 3)}x)`, met: ratio <= 1.1 });
+  } else {
+    md.push(`### Real llama-server\n\nskipped: ${llamaMissing}`);
+    targets.push({ what: 'real llama-server at concurrency 64: total time <= 1.10x direct', measured: 'skipped', met: undefined });
+  }
+
+  targets.push({ what: '`dist/hearth.mjs` <= 300 KB', measured: `${(bundleBytes / 1024).toFixed(1)} KiB (${bundleBytes} bytes)`, met: bundleBytes <= 300 * 1024 });
+  targets.push({ what: 'start to listening <= 300 ms (median of 5)', measured: `${fmt(median(startups), 0)} ms (${startups.map((x) => x.toFixed(0)).join(', ')})`, met: median(startups) <= 300 });
+  md.push(`### Start-up\n\nspawn of \`node dist/hearth.mjs --config FILE\` (no nodes, discovery off) until its port accepts a TCP connection: ${startups.map((x) => x.toFixed(0)).join(', ')} ms.`);
+
+  if (nginxErrors.length) md.push(`nginx error log (sim phases): ${nginxErrors.length} error line(s), e.g. \`${nginxErrors[0].slice(0, 200)}\``);
+
+  md.push('### Targets\n\n' + targets.map((t) => `- ${targetLine(t)}`).join('\n'));
+  for (const t of targets) say(targetLine(t));
+  writeSection('overhead', md.join('\n\n'));
+  say('overhead: written to bench/RESULTS.md');
+}
+
+function stats(rs: StreamResult[]) {
+  const ok = rs.filter((r) => !failed(r, TOKENS));
+  return {
+    ttftP50: quantile(ok.map((r) => r.ttft), 0.5),
+    ttftP99: quantile(ok.map((r) => r.ttft), 0.99),
+    totalMean: mean(ok.map((r) => r.total)),
+    gapMean: mean(ok.map(meanGap).filter(Number.isFinite)),
+  };
+}
+
+async function waitModel(url: string, model: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const r = await fetch(`${url}/v1/models`);
+    const j = (await r.json()) as { data?: { id: string }[] };
+    if (j.data?.some((m) => m.id === model)) return;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  throw new Error(`${url} never listed ${model}`);
+}
+
+async function speedBlock(label: string, model: string, urls: Record<Via, string>, hearth: HearthProc, nginx: NginxProc, sequential: number, rounds: number): Promise<SpeedBlock> {
+  const agents: Record<Via, http.Agent> = { direct: keepAliveAgent(), hearth: keepAliveAgent(), nginx: keepAliveAgent() };
+  let n = 0;
+  const body = () => ({ model, messages: [{ role: 'user', content: `overhead request ${n++}` }], max_tokens: TOKENS });
+  const one = (via: Via) => streamChat(urls[via], body(), { agent: agents[via], timeoutMs: 60_000 });
+  const pidOf = (via: Via) => (via === 'hearth' ? hearth.pid : via === 'nginx' ? nginx.workerPid : 0);
+  /** Runs fn and charges the proxy's CPU time during it to the phase. */
+  const charged = async (via: Via, phase: Phase, fn: () => Promise<StreamResult[]>) => {
+    const pid = pidOf(via);
+    const c0 = pid ? cpuSeconds(pid) : 0;
+    const rs = await fn();
+    if (pid) phase.cpu += cpuSeconds(pid) - c0;
+    phase.results.push(...rs);
+  };
+
+  say(`-- ${label}: warm-up`);
+  for (const via of VIAS) await pool(48, 16, () => one(via));
+
+  say(`-- ${label}: concurrency 1, ${sequential} sequential requests per target, interleaved`);
+  const c1 = emptyPhases();
+  for (let i = 0; i < sequential; i++) {
+    for (let k = 0; k < VIAS.length; k++) {
+      const via = VIAS[(i + k) % VIAS.length];
+      await charged(via, c1[via], async () => [await one(via)]);
+    }
+  }
+
+  say(`-- ${label}: concurrency ${CONC}, ${rounds} rounds per target, interleaved`);
+  const c64 = emptyPhases();
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < VIAS.length; k++) {
+      const via = VIAS[(r + k) % VIAS.length];
+      await charged(via, c64[via], () => Promise.all(Array.from({ length: CONC }, () => one(via))));
+    }
+  }
+  const hearthHwmKb = statusKb(hearth.pid, 'VmHWM');
+  const nginxHwmKb = nginx.workerPid ? statusKb(nginx.workerPid, 'VmHWM') : NaN;
+  for (const a of Object.values(agents)) a.destroy();
+  const fails = VIAS.map((v) => `${v} ${[...c1[v].results, ...c64[v].results].filter((r) => failed(r, TOKENS)).length}`).join(', ');
+  say(`   failures: ${fails}`);
+  for (const v of VIAS) {
+    const bad = [...c1[v].results, ...c64[v].results].find((r) => failed(r, TOKENS));
+    if (bad) say(`   e.g. ${v}: status ${bad.status}, done ${bad.done}, chunks ${bad.chunkTimes.length}, ${bad.error ?? ''}`);
+  }
+  return { label, c1, c64, hearthHwmKb, nginxHwmKb };
+}
+
+/** Spawn to "port accepts", `n` times, each a fresh Hearth with no nodes. */
+async function measureStartup(n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-start-'));
+    const port = await freePort();
+    const file = writeHearthConfig(dir, { nodes: [], port, log: 'error' });
+    const t0 = performance.now();
+    const proc = spawn(process.execPath, [BUNDLE, '--config', file], { stdio: 'ignore', cwd: dir });
+    try {
+      await waitPort(port, 10_000, 1);
+      out.push(performance.now() - t0);
+    } finally {
+      await stopChild(proc);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return out;
+}
+
+interface LlamaFigures {
+  requests: number;
+  tokens: number;
+  rounds: number;
+  walls: Record<Via, number[]>;
+  failed: Record<Via, number>;
+  errors: Record<Via, string>;
+}
+
+async function llamaRun(rounds: number): Promise<LlamaFigures> {
+  const requests = CONC;
+  const tokens = 64;
+  say(`-- real llama-server (--parallel 8): ${requests} x ${tokens} tokens at once, ${rounds} rounds per target`);
+  const llama = await startLlama({ parallel: 8, alias: 'tiny', ctx: 8 * 1024 });
+  const hearth = await startHearth({ nodes: [{ url: llama.url, kind: 'llama.cpp' }] });
+  const nginx = await startNginx([llama.url]);
+  const walls: Record<Via, number[]> = { direct: [], hearth: [], nginx: [] };
+  const failedN: Record<Via, number> = { direct: 0, hearth: 0, nginx: 0 };
+  const errors: Record<Via, string> = { direct: '', hearth: '', nginx: '' };
+  try {
+    await waitReady(hearth.url);
+    await waitModel(hearth.url, 'tiny');
+    const urls: Record<Via, string> = { direct: llama.url, hearth: hearth.url, nginx: nginx.urls[0] };
+    const agents: Record<Via, http.Agent> = { direct: keepAliveAgent(), hearth: keepAliveAgent(), nginx: keepAliveAgent() };
+    let n = 0;
+    const one = (via: Via) =>
+      streamChat(urls[via], { model: 'tiny', messages: [{ role: 'user', content: `Tell me a story, number ${n++}.` }], max_tokens: tokens, ignore_eos: true, temperature: 0 }, { agent: agents[via], timeoutMs: 120_000 });
+    for (const via of VIAS) await pool(16, 8, () => one(via)); // warm-up
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < VIAS.length; k++) {
+        const via = VIAS[(r + k) % VIAS.length];
+        const t0 = performance.now();
+        const rs = await Promise.all(Array.from({ length: requests }, () => one(via)));
+        walls[via].push(performance.now() - t0);
+        const bad = rs.filter((x) => x.status !== 200 || !x.done || !!x.error);
+        failedN[via] += bad.length;
+        if (bad.length && !errors[via]) errors[via] = bad[0].error ?? `status ${bad[0].status}`;
+      }
+    }
+    for (const a of Object.values(agents)) a.destroy();
+    for (const v of VIAS) say(`   ${v}: round wall ${walls[v].map((x) => x.toFixed(0)).join(', ')} ms, failed ${failedN[v]} ${errors[v]}`);
+  } finally {
+    await hearth.stop();
+    await nginx.stop();
+    await llama.stop();
+  }
+  return { requests, tokens, rounds, walls, failed: failedN, errors };
+}
