@@ -1,26 +1,11 @@
 import OpenAI from 'openai';
-import { afterEach, describe, expect, it } from 'vitest';
-import { expectedAnswer, startSimNode, type SimNode, type SimNodeOptions } from '../../bench/sim-node.ts';
-import { chatBody, contentOf, post, sseData, startHearth, type TestHearth } from '../../gateway/test/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { expectedAnswer, type SimNode } from '../../bench/sim-node.ts';
+import { chatBody, contentOf, fleet, post, sseData } from '../../gateway/test/harness.ts';
 import { fallbackApplies } from '../dispatch.ts';
 import { ClusterError } from '../errors.ts';
 
-const nodes: SimNode[] = [];
-const hearths: TestHearth[] = [];
-const sim = async (o: SimNodeOptions = {}) => {
-  const n = await startSimNode({ tokensPerSecond: 0, ...o });
-  nodes.push(n);
-  return n;
-};
-const gateway = async (over: Parameters<typeof startHearth>[0]) => {
-  const h = await startHearth(over);
-  hearths.push(h);
-  return h;
-};
-afterEach(async () => {
-  await Promise.all(hearths.splice(0).map((h) => h.close()));
-  await Promise.all(nodes.splice(0).map((n) => n.close()));
-});
+const { sim, gateway } = fleet();
 
 const question = [{ role: 'user' as const, content: 'Tell me about the river.' }];
 const chats = (n: SimNode) => n.requests.filter((r) => r.path.endsWith('/chat/completions'));

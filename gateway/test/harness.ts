@@ -2,6 +2,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
+import { startSimNode, type SimNode, type SimNodeOptions } from '../../bench/sim-node.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { createHearth, type Hearth } from '../server.ts';
 
@@ -75,4 +77,26 @@ export const chatBody = (model: string, extra: Record<string, unknown> = {}) => 
 
 export function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+}
+
+/** Simulated nodes (unthrottled unless told) and gateways, all closed after each test. */
+export function fleet() {
+  const nodes: SimNode[] = [];
+  const hearths: TestHearth[] = [];
+  afterEach(async () => {
+    await Promise.all(hearths.splice(0).map((h) => h.close()));
+    await Promise.all(nodes.splice(0).map((n) => n.close()));
+  });
+  return {
+    async sim(o: SimNodeOptions = {}): Promise<SimNode> {
+      const n = await startSimNode({ tokensPerSecond: 0, ...o });
+      nodes.push(n);
+      return n;
+    },
+    async gateway(over: DeepPartial<Config>): Promise<TestHearth> {
+      const h = await startHearth(over);
+      hearths.push(h);
+      return h;
+    },
+  };
 }

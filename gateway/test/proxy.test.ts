@@ -1,25 +1,10 @@
 import { execFile } from 'node:child_process';
 import OpenAI from 'openai';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node.ts';
-import { chatBody, contentOf, post, sseData, startHearth, type TestHearth } from './harness.ts';
+import { chatBody, contentOf, fleet, post, sseData, startHearth, type TestHearth } from './harness.ts';
 
-const nodes: SimNode[] = [];
-const hearths: TestHearth[] = [];
-async function sim(opts: Parameters<typeof startSimNode>[0] = {}) {
-  const n = await startSimNode({ tokensPerSecond: 0, ...opts });
-  nodes.push(n);
-  return n;
-}
-async function gateway(over: Parameters<typeof startHearth>[0]) {
-  const h = await startHearth(over);
-  hearths.push(h);
-  return h;
-}
-afterEach(async () => {
-  await Promise.all(hearths.splice(0).map((h) => h.close()));
-  await Promise.all(nodes.splice(0).map((n) => n.close()));
-});
+const { sim, gateway } = fleet();
 
 const question = [{ role: 'user' as const, content: 'Tell me about the river.' }];
 
