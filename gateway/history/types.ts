@@ -68,20 +68,9 @@ export interface Message {
   updatedAt: number;
 }
 
-export interface NewMessage {
-  role: Role;
-  content: string;
-  name?: string;
-  model?: string;
-  node?: string;
-  usage?: Usage;
-  timings?: Timings;
-  status?: MessageStatus;
-  error?: string;
-  /** Defaults to a random id. */
-  id?: string;
-  createdAt?: number;
-}
+/** A message to add: its content and role, and optionally what else a Message holds (id defaults to a random one). */
+export type NewMessage = Pick<Message, 'role' | 'content'> &
+  Partial<Pick<Message, 'name' | 'model' | 'node' | 'usage' | 'timings' | 'status' | 'error' | 'id' | 'createdAt'>>;
 
 export interface NewConversation {
   id?: string;
