@@ -1,38 +1,33 @@
 // Errors the history store throws on purpose. Callers map them to an OpenAI error on the API
 // and to a readable page in the chat.
 
-/** The disk holding the history (or LMDB's map) is full. Nothing already stored was changed. */
-export class HistoryFullError extends Error {
-  readonly code = 'history_full';
+abstract class HistoryError extends Error {
+  abstract readonly code: string;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = 'HistoryFullError';
   }
+}
+
+/** The disk holding the history (or LMDB's map) is full. Nothing already stored was changed. */
+export class HistoryFullError extends HistoryError {
+  override readonly name = 'HistoryFullError';
+  readonly code = 'history_full';
 }
 
 /** The store on disk was written by a newer Hearth, or is not a Hearth store. */
-export class HistoryVersionError extends Error {
+export class HistoryVersionError extends HistoryError {
+  override readonly name = 'HistoryVersionError';
   readonly code = 'history_version';
-  constructor(message: string) {
-    super(message);
-    this.name = 'HistoryVersionError';
-  }
 }
 
 /** A conversation, message or completion that does not exist. */
-export class HistoryNotFoundError extends Error {
+export class HistoryNotFoundError extends HistoryError {
+  override readonly name = 'HistoryNotFoundError';
   readonly code = 'not_found';
-  constructor(message: string) {
-    super(message);
-    this.name = 'HistoryNotFoundError';
-  }
 }
 
 /** Input the store refuses (bad import file, bad id, ...). */
-export class HistoryInputError extends Error {
+export class HistoryInputError extends HistoryError {
+  override readonly name = 'HistoryInputError';
   readonly code = 'invalid_input';
-  constructor(message: string) {
-    super(message);
-    this.name = 'HistoryInputError';
-  }
 }
