@@ -3,9 +3,6 @@
 
 abstract class HistoryError extends Error {
   abstract readonly code: string;
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }
 
 /** The disk holding the history (or LMDB's map) is full. Nothing already stored was changed. */
