@@ -72,6 +72,7 @@ interface Active {
 
 interface Waiter {
   req: PickRequest;
+  since: number;
   resolve(lease: Lease): void;
   reject(e: unknown): void;
   timer: NodeJS.Timeout;
@@ -158,6 +159,7 @@ export class Balancer {
     return new Promise<Lease>((resolve, reject) => {
       const w: Waiter = {
         req,
+        since: Date.now(),
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -240,14 +242,19 @@ export class Balancer {
    * The node with the least expected completion time, if it has a free slot now; `null` when the
    * request is better off waiting (for a faster node to free up, or for any slot at all).
    */
-  private pickNow(req: PickRequest, reserved: Map<string, number>): NodeInfo | null {
+  private pickNow(req: PickRequest, reserved: Map<string, number>, behind = 0): NodeInfo | null {
     const now = Date.now();
     const cands = this.candidates(req, now);
     if (cands.length === 0) return null;
+    // Each request waiting behind this one is delayed, on average, by 1/slots of the slot time
+    // this one occupies: counting that keeps long answers off slow nodes while others queue.
+    const totalSlots = cands.reduce((sum, n) => sum + this.slots(n), 0);
+    const externality = behind / totalSlots;
+    const tokens = this.tokensOf(req);
     let best: NodeInfo | undefined;
     let bestEta = Infinity;
     for (const n of cands) {
-      const e = this.eta(n, req, reserved.get(n.id) ?? 0, now);
+      const e = this.eta(n, req, reserved.get(n.id) ?? 0, now) + externality * this.speeds.serviceMs(n.id, req.model, tokens);
       if (e < bestEta || (e === bestEta && best && this.load(n.id) < this.load(best.id))) {
         best = n;
         bestEta = e;
@@ -285,19 +292,37 @@ export class Balancer {
   private schedule(): void {
     if (this.queue.length === 0) return;
     const reserved = new Map<string, number>();
-    for (const w of [...this.queue]) {
+    const ordered = this.byPriority();
+    for (const [i, w] of ordered.entries()) {
       if (this.candidates(w.req).length === 0 && !this.mayRecover(w.req)) {
         this.dequeue(w);
         w.reject(this.noNode(w.req));
         continue;
       }
-      const node = this.pickNow(w.req, reserved);
+      const node = this.pickNow(w.req, reserved, ordered.length - 1 - i);
       if (node) {
         this.dequeue(w);
         w.resolve(this.lease(node, w.req));
       }
     }
     this.armWake();
+  }
+
+  /**
+   * Waiting requests, the one to serve first first: shortest expected answer first (which
+   * minimises the mean completion time of a burst), aged by the time waited so that a long
+   * answer still gets its turn under steady load.
+   */
+  private byPriority(): Waiter[] {
+    if (this.queue.length < 2) return [...this.queue];
+    const now = Date.now();
+    const key = new Map<Waiter, number>();
+    for (const w of this.queue) {
+      let best = Infinity;
+      for (const n of this.nodesFor(w.req.model)) best = Math.min(best, this.speeds.serviceMs(n.id, w.req.model, this.tokensOf(w.req)));
+      key.set(w, best - (now - w.since));
+    }
+    return [...this.queue].sort((a, b) => key.get(a)! - key.get(b)!);
   }
 
   /** A request whose nodes are all cooling down or behind an open breaker may still be served soon. */

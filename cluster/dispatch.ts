@@ -33,11 +33,14 @@ export interface CompletionRequest {
 export interface StreamSink {
   /** The first event arrived from `node`: commit to it (send the response headers). */
   start(node: NodeInfo): void;
-  /** SSE text to forward as is, and the parsed JSON of its data events (for observers). */
-  send(text: string, chunks: Record<string, any>[]): boolean;
+  /**
+   * SSE text to forward as is, and the parsed JSON of its data events (for observers). `last`:
+   * this text ends the answer (`[DONE]` included), so it can go out with the end of the response.
+   */
+  send(text: string, chunks: Record<string, any>[], last?: boolean): boolean;
   /** Resolves when the client can take more. */
   drained(): Promise<void>;
-  /** The answer is complete; `[DONE]` was in the last `send`. */
+  /** The answer is complete; `[DONE]` was in the last `send`, which said it was the last. */
   end(): void;
   /** The answer broke after it started: tell the client, never as a complete answer. */
   fail(err: StreamBrokenError): void;
@@ -269,8 +272,11 @@ export class Dispatcher {
         resolve(err instanceof StreamBrokenError ? err : new StreamBrokenError('reset', err.message));
       };
 
-      const broken = (reason: StreamBrokenError['reason'], message: string, failure: Outcome['failure'] = reason === 'malformed' ? 'malformed' : 'reset') =>
+      const broken = (reason: StreamBrokenError['reason'], message: string, failure: Outcome['failure'] = reason === 'malformed' ? 'malformed' : 'reset') => {
+        // 'end' and 'close' also follow a complete answer: no error object for those.
+        if (finished) return;
         settle({ ok: false, failure }, started ? new StreamBrokenError(reason, message) : new AttemptFailed(failure === 'timeout' ? 'timeout' : failure === 'malformed' ? 'malformed' : 'reset', message));
+      };
 
       res.on('data', (buf: Buffer) => {
         if (finished) return;
@@ -323,7 +329,7 @@ export class Dispatcher {
             sink.start(lease.node);
           }
         }
-        if (!sink.send(text, parsed) && !done) {
+        if (!sink.send(text, parsed, done) && !done) {
           res.pause();
           void sink.drained().then(() => res.resume());
         }

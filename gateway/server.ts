@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { Balancer } from '../cluster/balancer.ts';
 import { startDiscovery, type Discovery } from '../cluster/discovery/index.ts';
 import { Dispatcher } from '../cluster/dispatch.ts';
@@ -110,16 +109,9 @@ export async function createHearth(config: Config): Promise<Hearth> {
 
   const v1 = new Hono<{ Bindings: HttpBindings }>();
   v1.use(apiAuth(config.api_keys));
-  v1.use(
-    bodyLimit({
-      maxSize: config.limits.body_bytes,
-      onError: (c) =>
-        errorResponse(c, new ApiError(413, `The request body is larger than ${config.limits.body_bytes} bytes (limits.body_bytes).`, 'invalid_request_error', 'request_too_large')),
-    }),
-  );
   v1.route('/', modelRoutes(balancer, routes));
-  v1.route('/', storedCompletionRoutes(history));
-  const deps = { dispatcher, observe: storeObserver(history, { onError: (e) => log.error(`history: ${(e as Error).message}`) }) };
+  v1.route('/', storedCompletionRoutes(history, { bodyLimit: config.limits.body_bytes }));
+  const deps = { dispatcher, bodyLimit: config.limits.body_bytes, observe: storeObserver(history, { onError: (e) => log.error(`history: ${(e as Error).message}`) }) };
   v1.post('/chat/completions', completionHandler('chat', deps));
   v1.post('/completions', completionHandler('completions', deps));
   v1.post('/embeddings', completionHandler('embeddings', deps));

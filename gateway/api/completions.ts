@@ -5,7 +5,8 @@ import type { Context } from 'hono';
 import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
 import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
-import { ApiError, badRequest, errorResponse, fromClusterError } from './errors.ts';
+import { readJson } from './body.ts';
+import { ApiError, errorResponse, fromClusterError } from './errors.ts';
 import { validateBody, type Endpoint } from './validate.ts';
 
 const PATHS: Record<Endpoint, string> = {
@@ -24,6 +25,8 @@ export interface StreamObserver {
 
 export interface CompletionDeps {
   dispatcher: Dispatcher;
+  /** Largest request body accepted (413 beyond). */
+  bodyLimit: number;
   /** Optional observer per request, e.g. to store the conversation (`"store": true`). */
   observe?: (endpoint: Endpoint, body: Record<string, unknown>) => StreamObserver | undefined;
 }
@@ -32,14 +35,10 @@ export interface CompletionDeps {
 export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
   return async (c: Context<{ Bindings: HttpBindings }>) => {
     let body: Record<string, unknown>;
-    try {
-      body = JSON.parse(await c.req.text());
-    } catch {
-      return errorResponse(c, badRequest('The request body is not valid JSON.', null, 'invalid_json'));
-    }
     let model: string;
     let stream: boolean;
     try {
+      body = (await readJson(c, deps.bodyLimit)) as Record<string, unknown>;
       ({ model, stream } = validateBody(endpoint, body));
     } catch (e) {
       if (e instanceof ApiError) return errorResponse(c, e);
@@ -89,17 +88,19 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
 function sseSink(out: ServerResponse, observer: StreamObserver | undefined, clientGone: AbortSignal): StreamSink {
   return {
     start(node) {
+      // The head goes out with the first event's bytes: one write, not two.
       out.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
         'x-accel-buffering': 'no',
       });
-      out.flushHeaders();
       observer?.start?.(node);
     },
-    send(text, chunks) {
+    send(text, chunks, last) {
       if (observer?.chunks) observer.chunks(chunks);
-      return out.write(text);
+      if (!last) return out.write(text);
+      out.end(text);
+      return true;
     },
     drained() {
       return new Promise((resolve) => {
@@ -113,7 +114,7 @@ function sseSink(out: ServerResponse, observer: StreamObserver | undefined, clie
       });
     },
     end() {
-      out.end();
+      if (!out.writableEnded) out.end();
       observer?.end?.({ complete: true });
     },
     fail(err: StreamBrokenError) {

@@ -7,7 +7,9 @@
 // Mounted by the gateway under /v1. `storeObserver` records `"store": true` requests as they
 // stream, through the StreamObserver hook of completions.ts.
 
+import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
+import { readJson } from './body.ts';
 import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from '../history/errors.ts';
 import { newId, validateMetadata, type History, type StoredCompletion } from '../history/store.ts';
 import type { AnswerWriter, Message, Usage } from '../history/types.ts';
@@ -81,8 +83,9 @@ function metadataFilter(url: string): Record<string, string> | undefined {
   return out;
 }
 
-export function storedCompletionRoutes(history: History): Hono {
-  const app = new Hono();
+export function storedCompletionRoutes(history: History, opts: { bodyLimit?: number } = {}): Hono<{ Bindings: HttpBindings }> {
+  const bodyLimit = opts.bodyLimit ?? 1024 * 1024;
+  const app = new Hono<{ Bindings: HttpBindings }>();
   const guarded = (fn: (c: Context) => Response | Promise<Response>) => async (c: Context) => {
     try {
       return await fn(c);
@@ -151,12 +154,7 @@ export function storedCompletionRoutes(history: History): Hono {
     guarded(async (c) => {
       const id = idParam(c);
       if (!history.getCompletion(id)) throw notFound(id);
-      let body: unknown;
-      try {
-        body = await c.req.json();
-      } catch {
-        throw badRequest('The request body is not valid JSON.', null, 'invalid_json');
-      }
+      const body = await readJson(c, bodyLimit);
       const metadata = (body as { metadata?: unknown } | null)?.metadata;
       try {
         validateMetadata(metadata);
