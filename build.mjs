@@ -74,9 +74,27 @@ for (const [dir, rel] of copied) {
 }
 writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'hearth-dist', version: pkg.version, type: 'module', private: true }, null, 2));
 
-const size = statSync(join(out, 'hearth.mjs')).size;
-const chunks = readdirSync(join(out, 'lib')).map((f) => statSync(join(out, 'lib', f)).size);
+/** A module and every chunk it imports statically: what Node loads before Hearth starts. */
+function loadedAtStart(file, seen = new Set()) {
+  if (seen.has(file)) return seen;
+  seen.add(file);
+  const text = readFileSync(file, 'utf8');
+  for (const m of text.matchAll(/from"(\.\.?\/[^"]+\.mjs)"/g)) loadedAtStart(join(dirname(file), m[1]), seen);
+  return seen;
+}
+const entry = join(out, 'hearth.mjs');
+const atStart = [...loadedAtStart(entry)];
+const info = {
+  entryBytes: statSync(entry).size,
+  startBytes: atStart.reduce((sum, f) => sum + statSync(f).size, 0),
+  onDemandBytes: readdirSync(join(out, 'lib'))
+    .map((f) => join(out, 'lib', f))
+    .filter((f) => !atStart.includes(f))
+    .reduce((sum, f) => sum + statSync(f).size, 0),
+};
+writeFileSync(join(out, 'build-info.json'), JSON.stringify(info, null, 2));
 if (!quiet) {
-  console.log(`dist/hearth.mjs: ${(size / 1024).toFixed(1)} KB, plus ${chunks.length} chunk(s) loaded on demand: ${chunks.map((b) => (b / 1024).toFixed(1) + ' KB').join(', ')} (built in ${Date.now() - t0} ms)`);
+  const kb = (b) => `${(b / 1024).toFixed(1)} KB`;
+  console.log(`dist/hearth.mjs: ${kb(info.entryBytes)}; loaded at start with its chunks: ${kb(info.startBytes)}; loaded on demand (chat markdown, node agent): ${kb(info.onDemandBytes)} (built in ${Date.now() - t0} ms)`);
   console.log(`dist/node_modules: ${copied.size} packages (${[...copied.values()].map((r) => r.replace(/^node_modules\//, '')).join(', ')})`);
 }

@@ -11,6 +11,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from '../gateway/history/errors.ts';
 import type { Conversation } from '../gateway/history/types.ts';
 import { conversationPage, deletePage, editPage, newChatPage, renamePage } from './conversation.ts';
+import { loadMarkdown } from './markdown.ts';
 import { csrfGuard } from './csrf.ts';
 import { errorPage, PAGE_HEADERS, send } from './layout.ts';
 import { listPage } from './list.ts';
@@ -38,6 +39,10 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   const live = new LiveAnswers();
   const sd: StreamDeps = { history, dispatcher: deps.dispatcher, models: deps.models, live };
   const app = new Hono<WebEnv>();
+  app.use(async (_c, next) => {
+    await loadMarkdown();
+    return next();
+  });
 
   app.use(async (c, next) => {
     await next();

@@ -117,11 +117,18 @@ export function writeHearthConfig(dir: string, o: HearthOptions): string {
   return file;
 }
 
-/** Start `node dist/hearth.mjs --config FILE` and wait for its "listening on" line. */
+/** The Node flags Hearth runs with, taken from `npm start` so the bench measures what users run. */
+export const NODE_FLAGS: string[] = (() => {
+  const start: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start;
+  const m = /\bnode((?: --\S+)*) dist\/hearth\.mjs/.exec(start);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+})();
+
+/** Start `node FLAGS dist/hearth.mjs --config FILE` and wait for its "listening on" line. */
 export async function startHearth(o: HearthOptions): Promise<HearthProc> {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
   const file = writeHearthConfig(dir, o);
-  const proc = spawn(process.execPath, [BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
   let log = '';
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`Hearth did not start in 10 s:\n${log}`)), 10_000);
@@ -326,4 +333,39 @@ export async function startSimProcess(args: string[]): Promise<SimProc> {
     });
   });
   return { url, pid: proc.pid!, stop: () => stopChild(proc) };
+}
+
+export interface BareProxyProc {
+  /** One URL per upstream, in the order given. */
+  urls: string[];
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** `bench/bare-proxy.ts`: a bare node:http pipe in front of each upstream, in its own process. */
+export async function startBareProxy(upstreams: string[]): Promise<BareProxyProc> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-proxy.ts'), ...upstreams], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
+  const urls = await new Promise<string[]>((res, rej) => {
+    const got: string[] = [];
+    const timer = setTimeout(() => rej(new Error('bare proxy did not start in 10 s')), 10_000);
+    proc.stdout!.setEncoding('utf8');
+    proc.stdout!.on('data', (s: string) => {
+      for (const m of s.matchAll(/listening (\d+)/g)) got.push(`http://127.0.0.1:${m[1]}`);
+      if (got.length === upstreams.length) {
+        clearTimeout(timer);
+        res(got);
+      }
+    });
+    proc.once('exit', () => rej(new Error('bare proxy exited')));
+  });
+  return {
+    urls,
+    pid: proc.pid!,
+    stop: () =>
+      new Promise((res) => {
+        if (proc.exitCode !== null) return res();
+        proc.once('exit', () => res());
+        proc.kill('SIGTERM');
+      }),
+  };
 }

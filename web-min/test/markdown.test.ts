@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { escapeHtml, html, trusted } from '../html.ts';
-import { renderMarkdown } from '../markdown.ts';
+import { renderMarkdown } from '../markdown-engine.ts';
 
 const md = (s: string) => renderMarkdown(s).value;
 
