@@ -44,7 +44,10 @@ async function metrics(l: Llama): Promise<{ prompt: number; predicted: number }>
 
 async function runMode(affinity: boolean | undefined, seedBase: number, turns: number): Promise<{ turns: Turn[]; perNode: { prompt: number; requests: number }[] }> {
   // Fresh instances per mode: no prompt cache carried over from the other mode.
-  const llamas = [await startLlama({ parallel: PARALLEL, alias: 'tiny', ctx: 4096 * PARALLEL }), await startLlama({ parallel: PARALLEL, alias: 'tiny', ctx: 4096 * PARALLEL })];
+  // --cache-ram 0: no host-RAM prompt cache shared between slots, so a turn finds its prompt
+  // cached only in the slot that served the conversation, as on a node with no RAM to spare.
+  const llamaOpts = { parallel: PARALLEL, alias: 'tiny', ctx: 4096 * PARALLEL, extra: ['--cache-ram', '0'] };
+  const llamas = [await startLlama(llamaOpts), await startLlama(llamaOpts)];
   const settings: Record<string, boolean> = {};
   if (affinity !== undefined) settings['routing.affinity'] = affinity;
   const hearth = await startHearth({ nodes: llamas.map((l) => ({ url: l.url, kind: 'llama.cpp' })), settings });
@@ -142,7 +145,7 @@ export async function runAffinity(o: { command: string; quick?: boolean }): Prom
 
   const md = [
     header,
-    `Two real llama-server instances (tiny.gguf, alias \`tiny\`, \`--parallel ${PARALLEL}\`, \`-c ${8192 * PARALLEL}\`, default prompt cache settings of this build), fresh for each mode, behind a fresh Hearth. ` +
+    `Two real llama-server instances (tiny.gguf, alias \`tiny\`, \`--parallel ${PARALLEL}\`, \`-c ${8192 * PARALLEL}\`, host-RAM prompt cache off with \`--cache-ram 0\`, so only a slot's own cache can serve a follow-up turn), fresh for each mode, behind a fresh Hearth. ` +
       `${CONVERSATIONS} conversations, each with its own system prompt of ~${SYSTEM_WORDS} words (~${SYSTEM_WORDS * 5} tokens: the tiny model spells most words byte by byte), ${turns} turns, sent one at a time and interleaved (A1 B1 C1 D1 A2 ...); each turn appends the previous answer (${ANSWER_TOKENS} tokens) and a new user message. ` +
       `TTFT measured by the client to the first content delta; \`prompt_n\`/\`cache_n\` from llama-server's \`timings\` on the last chunk; "mostly-cached" = cache_n > prompt_n. Turn 1 is a cold miss in every mode, so turns 2-${turns} are reported apart.`,
     table(head, summary.map((s) => s.row)),

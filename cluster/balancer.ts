@@ -80,6 +80,10 @@ interface Waiter {
 }
 
 const AFFINITY_ENTRIES = 2000;
+/** A conversation whose last turn is older than this no longer counts as held in a node's cache. */
+const LIVE_CONVERSATION_MS = 10 * 60_000;
+/** A new conversation may go to a node whose expected completion is within this factor of the best. */
+const NEAR_ENOUGH = 1.2;
 
 /**
  * Chooses a node for each request. Among the usable nodes that serve the model it picks the one
@@ -93,7 +97,10 @@ export class Balancer {
   private readonly breakers: Breakers;
   private readonly active = new Map<string, Set<Active>>();
   private readonly coolingUntil = new Map<string, number>();
-  private readonly affinity = new Map<string, string>();
+  private readonly affinity = new Map<string, { nodeId: string; at: number }>();
+  /** A counter value per node, from the last lease given on it. */
+  private readonly lastPicked = new Map<string, number>();
+  private picks = 0;
   /** Slots other clients held on each node at its last probe. */
   private readonly external = new Map<string, { at: number; busy: number }>();
   private readonly queue: Waiter[] = [];
@@ -251,13 +258,23 @@ export class Balancer {
     const totalSlots = cands.reduce((sum, n) => sum + this.slots(n), 0);
     const externality = behind / totalSlots;
     const tokens = this.tokensOf(req);
+    const etas = new Map<NodeInfo, number>();
     let best: NodeInfo | undefined;
     let bestEta = Infinity;
     for (const n of cands) {
       const e = this.eta(n, req, reserved.get(n.id) ?? 0, now) + externality * this.speeds.serviceMs(n.id, req.model, tokens);
-      if (e < bestEta || (e === bestEta && best && this.load(n.id) < this.load(best.id))) {
+      etas.set(n, e);
+      if (e < bestEta || (e === bestEta && best && this.tieBreak(n, best) < 0)) {
         best = n;
         bestEta = e;
+      }
+    }
+    if (best && this.opts.affinity && req.affinityKey && !this.affinity.has(req.affinityKey)) {
+      // A new conversation: among nodes nearly as good, the one holding the fewest live
+      // conversations, since a node keeps only as many prompt caches as it has slots.
+      const live = this.liveConversations(now);
+      for (const n of cands) {
+        if (etas.get(n)! <= bestEta * NEAR_ENOUGH && (live.get(n.id) ?? 0) < (live.get(best.id) ?? 0)) best = n;
       }
     }
     const sticky = this.affineNode(req, cands);
@@ -270,14 +287,26 @@ export class Balancer {
     return null;
   }
 
+  /** Between equally good nodes: the less loaded, then the one picked least recently (spreads new conversations). */
+  private tieBreak(a: NodeInfo, b: NodeInfo): number {
+    return this.load(a.id) - this.load(b.id) || (this.lastPicked.get(a.id) ?? 0) - (this.lastPicked.get(b.id) ?? 0);
+  }
+
   private hasFreeSlot(n: NodeInfo, reserved: Map<string, number>): boolean {
     return this.busy(n) + (reserved.get(n.id) ?? 0) < this.slots(n);
   }
 
   private affineNode(req: PickRequest, cands: NodeInfo[]): NodeInfo | undefined {
     if (!this.opts.affinity || !req.affinityKey) return undefined;
-    const id = this.affinity.get(req.affinityKey);
+    const id = this.affinity.get(req.affinityKey)?.nodeId;
     return id ? cands.find((n) => n.id === id) : undefined;
+  }
+
+  /** Conversations with a turn in the last few minutes, per node. */
+  private liveConversations(now: number): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const { nodeId, at } of this.affinity.values()) if (now - at < LIVE_CONVERSATION_MS) out.set(nodeId, (out.get(nodeId) ?? 0) + 1);
+    return out;
   }
 
   private pickBaseline(req: PickRequest): NodeInfo {
@@ -351,6 +380,7 @@ export class Balancer {
     if (!set) this.active.set(node.id, (set = new Set()));
     set.add(entry);
     this.breakers.onSend(node.id);
+    this.lastPicked.set(node.id, ++this.picks);
     if (req.affinityKey && this.opts.affinity) this.remember(req.affinityKey, node.id);
     let released = false;
     return {
@@ -382,7 +412,7 @@ export class Balancer {
 
   private remember(key: string, nodeId: string): void {
     this.affinity.delete(key);
-    this.affinity.set(key, nodeId);
+    this.affinity.set(key, { nodeId, at: Date.now() });
     if (this.affinity.size > AFFINITY_ENTRIES) this.affinity.delete(this.affinity.keys().next().value!);
   }
 
