@@ -1,4 +1,5 @@
 import { Breakers, type BreakerOptions } from './breaker.ts';
+import { planFirst, type PlanSlot } from './plan.ts';
 import { ClusterError } from './errors.ts';
 import { isUsable, type NodeInfo } from './node.ts';
 import type { Registry } from './registry.ts';
@@ -52,6 +53,8 @@ export interface BalancerOptions {
   breaker: BreakerOptions;
   /** Concurrency assumed for a node that does not say how many slots it has. */
   defaultSlots: number;
+  /** Asks for a fresh read of a node's own load (the monitor's probe). */
+  refresh?: (nodeId: string) => void;
 }
 
 export const DEFAULT_BALANCER: BalancerOptions = {
@@ -101,6 +104,7 @@ export class Balancer {
   /** A counter value per node, from the last lease given on it. */
   private readonly lastPicked = new Map<string, number>();
   private picks = 0;
+  private readonly refreshed = new Map<string, number>();
   /** Slots other clients held on each node at its last probe. */
   private readonly external = new Map<string, { at: number; busy: number }>();
   private readonly queue: Waiter[] = [];
@@ -152,7 +156,7 @@ export class Balancer {
     if (cands.length === 0 && !this.mayRecover(req)) return Promise.reject(this.noNode(req));
     if (this.opts.policy !== 'hearth' && cands.length > 0) return Promise.resolve(this.lease(this.pickBaseline(req), req));
     if (this.queue.length === 0) {
-      const node = this.pickNow(req, new Map());
+      const node = this.pickNow(req);
       if (node) return Promise.resolve(this.lease(node, req));
     }
     if (this.queue.length >= this.opts.queueSize) {
@@ -225,44 +229,47 @@ export class Balancer {
     return this.load(n.id) + (fresh ? ext.busy : 0);
   }
 
+  /**
+   * A request is held back while other clients' load, read at the last probe, fills a node:
+   * read the node again now rather than wait for the next probe (at most every 100 ms a node).
+   */
+  private refreshIfExternal(n: NodeInfo): void {
+    const ext = this.external.get(n.id);
+    if (!this.opts.refresh || !ext || ext.busy === 0) return;
+    const now = Date.now();
+    if (now - (this.refreshed.get(n.id) ?? 0) < 100) return;
+    this.refreshed.set(n.id, now);
+    this.opts.refresh(n.id);
+  }
+
   private tokensOf(req: PickRequest): number {
     return req.tokens ?? this.speeds.typicalTokens(req.model);
   }
 
-  /** Expected time until this request would be complete on `n`, with `ahead` requests already waiting for it. */
-  private eta(n: NodeInfo, req: PickRequest, ahead: number, now: number): number {
-    const slots = this.slots(n);
-    const free = slots - this.busy(n);
+  /** Expected time until this request would be complete on `n`: at once on a free slot, else after the soonest one frees. */
+  private eta(n: NodeInfo, req: PickRequest, now: number): number {
     const service = this.speeds.serviceMs(n.id, req.model, this.tokensOf(req));
-    if (free > ahead) return service;
-    // Full: wait for slots to free up, the soonest-finishing request first.
-    const remaining = [...(this.active.get(n.id) ?? [])]
-      .map((a) => Math.max(0, this.speeds.serviceMs(n.id, a.model, a.tokens) - (now - a.started)))
-      .sort((x, y) => x - y);
-    const k = ahead - Math.max(0, free);
-    const avg = this.speeds.serviceMs(n.id, req.model, this.speeds.typicalTokens(req.model));
-    const wait = k < remaining.length ? remaining[k] : (remaining.at(-1) ?? 0) + Math.ceil((k - remaining.length + 1) / slots) * avg;
-    return wait + service;
+    if (this.busy(n) < this.slots(n)) return service;
+    let soonest = Infinity;
+    for (const a of this.active.get(n.id) ?? []) soonest = Math.min(soonest, Math.max(0, this.speeds.serviceMs(n.id, a.model, a.tokens) - (now - a.started)));
+    // Full with other clients' requests only: assume one typical answer's time.
+    if (soonest === Infinity) soonest = this.speeds.serviceMs(n.id, req.model, this.speeds.typicalTokens(req.model));
+    return soonest + service;
   }
 
   /**
    * The node with the least expected completion time, if it has a free slot now; `null` when the
    * request is better off waiting (for a faster node to free up, or for any slot at all).
    */
-  private pickNow(req: PickRequest, reserved: Map<string, number>, behind = 0): NodeInfo | null {
+  private pickNow(req: PickRequest): NodeInfo | null {
     const now = Date.now();
     const cands = this.candidates(req, now);
     if (cands.length === 0) return null;
-    // Each request waiting behind this one is delayed, on average, by 1/slots of the slot time
-    // this one occupies: counting that keeps long answers off slow nodes while others queue.
-    const totalSlots = cands.reduce((sum, n) => sum + this.slots(n), 0);
-    const externality = behind / totalSlots;
-    const tokens = this.tokensOf(req);
     const etas = new Map<NodeInfo, number>();
     let best: NodeInfo | undefined;
     let bestEta = Infinity;
     for (const n of cands) {
-      const e = this.eta(n, req, reserved.get(n.id) ?? 0, now) + externality * this.speeds.serviceMs(n.id, req.model, tokens);
+      const e = this.eta(n, req, now);
       etas.set(n, e);
       if (e < bestEta || (e === bestEta && best && this.tieBreak(n, best) < 0)) {
         best = n;
@@ -278,12 +285,12 @@ export class Balancer {
       }
     }
     const sticky = this.affineNode(req, cands);
-    if (sticky && this.hasFreeSlot(sticky, reserved)) {
+    if (sticky && this.hasFreeSlot(sticky)) {
       const least = Math.min(...cands.map((n) => this.load(n.id)));
       if (this.load(sticky.id) - least <= this.opts.affinityMargin) return sticky;
     }
-    if (best && this.hasFreeSlot(best, reserved)) return best;
-    if (best) reserved.set(best.id, (reserved.get(best.id) ?? 0) + 1);
+    if (best && this.hasFreeSlot(best)) return best;
+    if (best) this.refreshIfExternal(best);
     return null;
   }
 
@@ -292,8 +299,8 @@ export class Balancer {
     return this.load(a.id) - this.load(b.id) || (this.lastPicked.get(a.id) ?? 0) - (this.lastPicked.get(b.id) ?? 0);
   }
 
-  private hasFreeSlot(n: NodeInfo, reserved: Map<string, number>): boolean {
-    return this.busy(n) + (reserved.get(n.id) ?? 0) < this.slots(n);
+  private hasFreeSlot(n: NodeInfo): boolean {
+    return this.busy(n) < this.slots(n);
   }
 
   private affineNode(req: PickRequest, cands: NodeInfo[]): NodeInfo | undefined {
@@ -320,21 +327,50 @@ export class Balancer {
   /** Give waiting requests the nodes that freed up, oldest first. */
   private schedule(): void {
     if (this.queue.length === 0) return;
-    const reserved = new Map<string, number>();
-    const ordered = this.byPriority();
-    for (const [i, w] of ordered.entries()) {
-      if (this.candidates(w.req).length === 0 && !this.mayRecover(w.req)) {
+    const now = Date.now();
+    const waiting: Waiter[] = [];
+    for (const w of this.queue) {
+      if (this.candidates(w.req, now).length === 0 && !this.mayRecover(w.req)) {
         this.dequeue(w);
         w.reject(this.noNode(w.req));
-        continue;
-      }
-      const node = this.pickNow(w.req, reserved, ordered.length - 1 - i);
-      if (node) {
-        this.dequeue(w);
-        w.resolve(this.lease(node, w.req));
-      }
+      } else waiting.push(w);
     }
+    const slots = this.slotPlan(now);
+    // Longest (aged) first: the planner fills each slot from the back.
+    const jobs = this.byPriority(waiting).reverse().map((w) => {
+      const allowed = new Set(this.candidates(w.req, now).map((n) => n.id));
+      const tokens = this.tokensOf(w.req);
+      return {
+        item: w,
+        serviceMs: (id: string) => (allowed.has(id) ? this.speeds.serviceMs(id, w.req.model, tokens) : undefined),
+        preferred: this.opts.affinity && w.req.affinityKey ? this.affinity.get(w.req.affinityKey)?.nodeId : undefined,
+      };
+    });
+    for (const [i, w] of planFirst(jobs, slots, NEAR_ENOUGH)) {
+      const node = this.registry.get(slots[i].nodeId);
+      if (!node) continue;
+      this.dequeue(w);
+      w.resolve(this.lease(node, w.req));
+    }
+    if (this.queue.length) for (const n of this.registry.list()) this.refreshIfExternal(n);
     this.armWake();
+  }
+
+  /** Every slot of every usable node, with the time until it frees (0: free now). */
+  private slotPlan(now: number): PlanSlot[] {
+    const out: PlanSlot[] = [];
+    for (const n of this.registry.list()) {
+      if (!isUsable(n) || !this.breakers.allows(n.id, now) || (this.coolingUntil.get(n.id) ?? 0) > now) continue;
+      const total = this.slots(n);
+      const mine = [...(this.active.get(n.id) ?? [])].map((a) => Math.max(1, this.speeds.serviceMs(n.id, a.model, a.tokens) - (now - a.started)));
+      // Slots other clients hold: assume each frees after a typical answer's time.
+      const theirs = Math.max(0, this.busy(n) - mine.length);
+      const model = n.models[0] ?? '';
+      const typical = Math.max(1, this.speeds.serviceMs(n.id, model, this.speeds.typicalTokens(model)));
+      const busy = [...mine, ...Array<number>(theirs).fill(typical)].sort((a, b) => a - b);
+      for (let i = 0; i < total; i++) out.push({ nodeId: n.id, readyInMs: i < total - busy.length ? 0 : busy[i - (total - busy.length)] });
+    }
+    return out;
   }
 
   /**
@@ -342,16 +378,16 @@ export class Balancer {
    * minimises the mean completion time of a burst), aged by the time waited so that a long
    * answer still gets its turn under steady load.
    */
-  private byPriority(): Waiter[] {
-    if (this.queue.length < 2) return [...this.queue];
+  private byPriority(waiting: Waiter[]): Waiter[] {
+    if (waiting.length < 2) return [...waiting];
     const now = Date.now();
     const key = new Map<Waiter, number>();
-    for (const w of this.queue) {
+    for (const w of waiting) {
       let best = Infinity;
       for (const n of this.nodesFor(w.req.model)) best = Math.min(best, this.speeds.serviceMs(n.id, w.req.model, this.tokensOf(w.req)));
       key.set(w, best - (now - w.since));
     }
-    return [...this.queue].sort((a, b) => key.get(a)! - key.get(b)!);
+    return [...waiting].sort((a, b) => key.get(a)! - key.get(b)!);
   }
 
   /** A request whose nodes are all cooling down or behind an open breaker may still be served soon. */
@@ -430,7 +466,7 @@ export class Balancer {
     const now = Date.now();
     const etas = this.nodesFor(req.model)
       .filter(isUsable)
-      .map((n) => this.eta(n, req, 0, now) - this.speeds.serviceMs(n.id, req.model, this.tokensOf(req)));
+      .map((n) => this.eta(n, req, now) - this.speeds.serviceMs(n.id, req.model, this.tokensOf(req)));
     return Math.max(1, Math.ceil(Math.min(...etas, 60_000) / 1000));
   }
 

@@ -27,6 +27,15 @@ export class SseParser {
     const buf = this.rest + text;
     const out: SseItem[] = [];
     let start = 0;
+    if (buf.indexOf('\r') < 0) {
+      // LF only (what most servers send): native search rather than a loop over characters.
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n', start)) {
+        this.line(buf.slice(start, nl), out);
+        start = nl + 1;
+      }
+      this.rest = buf.slice(start);
+      return out;
+    }
     for (;;) {
       let nl = -1;
       let width = 1;
