@@ -9,9 +9,9 @@
  */
 import type http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { freePort, llamaAvailable, llamaMissing, startLlama } from './lib/llama.ts';
 import { keepAliveAgent, meanGap, pool, streamChat, type StreamResult } from './lib/load.ts';
@@ -182,7 +182,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
 
   if (llama) {
     md.push(
-      `### Real llama-server, concurrency 64\n\ntiny.gguf, \`--parallel 8\`, ${llama.requests} requests at once x max_tokens ${llama.tokens} (\`ignore_eos\`), ${llama.rounds} rounds per target, interleaved. Wall time of each whole round.\n\n` +
+      `### Real llama-server, concurrency 64\n\ntiny.gguf, \`--parallel 8\`, llama-server pinned to core 0 and every proxy and the load generator to core 1 (as when Hearth runs on its own board; the same for every target), ${llama.requests} requests at once x max_tokens ${llama.tokens} (\`ignore_eos\`), ${llama.rounds} rounds per target, interleaved. Wall time of each whole round.\n\n` +
         table(
           ['via', 'round wall times ms', 'median ms', 'ratio to direct', 'failed requests'],
           VIAS.map((v) => [v, llama.walls[v].map((x) => x.toFixed(0)).join(', '), fmt(median(llama.walls[v]), 0), fmt(median(llama.walls[v]) / median(llama.walls.direct), 3) + 'x', `${llama.failed[v]}${llama.errors[v] ? ` (${llama.errors[v]})` : ''}`]),
@@ -308,10 +308,16 @@ async function llamaRun(rounds: number): Promise<LlamaFigures> {
   const requests = CONC;
   const tokens = 64;
   say(`-- real llama-server (--parallel 8): ${requests} x ${tokens} tokens at once, ${rounds} rounds per target`);
-  const llama = await startLlama({ parallel: 8, alias: 'tiny', ctx: 8 * 1024 });
+  // One compute thread: it gets one core below (two threads on one core spin against each other).
+  const llama = await startLlama({ parallel: 8, alias: 'tiny', ctx: 8 * 1024, extra: ['--threads', '1', '--threads-batch', '1'] });
   const hearth = await startHearth({ nodes: [{ url: llama.url, kind: 'llama.cpp' }] });
   const nginx = await startNginx([llama.url]);
   const bare = await startBareProxy([llama.url]);
+  // On a home network Hearth runs on its own small board, not on the inference machine: model
+  // that by giving llama-server core 0 and every proxy (and this load generator) core 1, the
+  // same for every target, so that no proxy's work slows the node down.
+  const pinned = pinCpus([[0, [llama.proc.pid!]], [1, [hearth.pid, nginx.masterPid, nginx.workerPid, bare.pid, process.pid]]]);
+  say(`   cores: ${pinned}`);
   const walls: Record<Via, number[]> = { direct: [], hearth: [], nginx: [], node: [] };
   const failedN: Record<Via, number> = { direct: 0, hearth: 0, nginx: 0, node: 0 };
   const errors: Record<Via, string> = { direct: '', hearth: '', nginx: '', node: '' };
@@ -342,6 +348,19 @@ async function llamaRun(rounds: number): Promise<LlamaFigures> {
     await nginx.stop();
     await bare.stop();
     await llama.stop();
+    pinCpus([[-1, [process.pid]]]); // this process back on every core
   }
   return { requests, tokens, rounds, walls, failed: failedN, errors };
+}
+
+/** Pin processes (all their threads) to cores with taskset (core -1: every core); says what it did, or why not. */
+function pinCpus(plan: [number, number[]][]): string {
+  if (availableParallelism() < 2) return 'not pinned (one core)';
+  try {
+    const all = `0-${availableParallelism() - 1}`;
+    for (const [core, pids] of plan) for (const pid of pids) if (pid) execFileSync('taskset', ['-a', '-p', '-c', core < 0 ? all : String(core), String(pid)], { stdio: 'ignore' });
+    return plan.map(([core, pids]) => `core ${core}: ${pids.filter(Boolean).length} process(es)`).join('; ');
+  } catch (e) {
+    return `not pinned (${(e as Error).message})`;
+  }
 }

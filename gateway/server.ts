@@ -85,6 +85,7 @@ export async function createHearth(config: Config): Promise<Hearth> {
     affinity: r.affinity,
     affinityMargin: r.affinity_margin,
     breaker: { threshold: r.breaker_failures, coolDownMs: r.breaker_cooldown_ms, maxCoolDownMs: Math.max(30_000, r.breaker_cooldown_ms) },
+    refresh: (id) => void monitor.poll(id),
   });
   const routes = new ModelRoutes(r.aliases, r.fallbacks);
   const upstream = new UpstreamClient();
