@@ -93,7 +93,9 @@ const NEAR_ENOUGH = 1.2;
  * that should finish the answer soonest: measured time to first token and decode speed, the
  * slots the node has, what it is running (from Hearth and from the node's own counters), and
  * whether the conversation's prompt is already cached there. When every node is full, requests
- * wait in a bounded queue here rather than in a node's unbounded one.
+ * wait in a bounded queue here rather than in a node's unbounded one, and each freed slot gets
+ * the request the whole queue's plan puts first on it (plan.ts): short answers first, slow nodes
+ * only for what they serve well, long waits aged so nothing starves.
  */
 export class Balancer {
   readonly speeds = new SpeedBook();
@@ -144,10 +146,6 @@ export class Balancer {
   /** Requests Hearth has in flight on the node. */
   load(nodeId: string): number {
     return this.active.get(nodeId)?.size ?? 0;
-  }
-
-  queued(): number {
-    return this.queue.length;
   }
 
   /** A lease on the best node now, or after waiting in the queue; a ClusterError otherwise. */
@@ -450,16 +448,6 @@ export class Balancer {
     this.affinity.delete(key);
     this.affinity.set(key, { nodeId, at: Date.now() });
     if (this.affinity.size > AFFINITY_ENTRIES) this.affinity.delete(this.affinity.keys().next().value!);
-  }
-
-  /** How long a node asked to wait, in seconds, if it asked for less than the queue's patience. */
-  shortCoolDown(nodeId: string): number | undefined {
-    const until = this.coolingUntil.get(nodeId);
-    return until ? Math.max(0, (until - Date.now()) / 1000) : undefined;
-  }
-
-  get queueWaitMs(): number {
-    return this.opts.queueWaitMs;
   }
 
   private retryHint(req: PickRequest): number {
