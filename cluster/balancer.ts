@@ -33,8 +33,8 @@ export interface PickRequest {
   signal?: AbortSignal;
   /** Expected answer length in tokens (max_tokens), when the request says. */
   tokens?: number;
-  /** Identifies the conversation, so a follow-up turn finds the node holding its prompt cache. */
-  affinityKey?: string;
+  /** Identifies the conversation, so a follow-up turn finds the node holding its prompt cache (may be a lazy getter). */
+  readonly affinityKey?: string;
   /** Only nodes that pass (e.g. those that can continue a partial answer). */
   filter?: (n: NodeInfo) => boolean;
 }
@@ -274,7 +274,7 @@ export class Balancer {
         bestEta = e;
       }
     }
-    if (best && this.opts.affinity && req.affinityKey && !this.affinity.has(req.affinityKey)) {
+    if (best && cands.length > 1 && this.opts.affinity && req.affinityKey && !this.affinity.has(req.affinityKey)) {
       // A new conversation: among nodes nearly as good, the one holding the fewest live
       // conversations, since a node keeps only as many prompt caches as it has slots.
       const live = this.liveConversations(now);
@@ -302,7 +302,7 @@ export class Balancer {
   }
 
   private affineNode(req: PickRequest, cands: NodeInfo[]): NodeInfo | undefined {
-    if (!this.opts.affinity || !req.affinityKey) return undefined;
+    if (cands.length < 2 || !this.opts.affinity || !req.affinityKey) return undefined;
     const id = this.affinity.get(req.affinityKey)?.nodeId;
     return id ? cands.find((n) => n.id === id) : undefined;
   }
@@ -415,7 +415,8 @@ export class Balancer {
     set.add(entry);
     this.breakers.onSend(node.id);
     this.lastPicked.set(node.id, ++this.picks);
-    if (req.affinityKey && this.opts.affinity) this.remember(req.affinityKey, node.id);
+    // With a single node for the model there is nothing to choose: skip hashing the conversation.
+    if (this.opts.affinity && this.nodesFor(req.model).length > 1 && req.affinityKey) this.remember(req.affinityKey, node.id);
     let released = false;
     return {
       node,

@@ -173,7 +173,18 @@ export class Dispatcher {
     const body = Buffer.from(JSON.stringify(req.body));
     const b = req.body;
     const tokens = [b.max_tokens, b.max_completion_tokens, b.n_predict].find((v): v is number => typeof v === 'number' && v > 0);
-    const pick: PickRequest = { model: req.model, exclude: tried, signal: req.signal, tokens, affinityKey: conversationKey(req.model, b.messages), filter };
+    let key: string | undefined | null = null;
+    const pick: PickRequest = {
+      model: req.model,
+      exclude: tried,
+      signal: req.signal,
+      tokens,
+      filter,
+      // Hashed only when the balancer has a choice to make with it.
+      get affinityKey() {
+        return key === null ? (key = conversationKey(req.model, b.messages)) : key;
+      },
+    };
     let last: ClusterError | undefined;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       if (req.signal.aborted) throw new ClusterError('aborted', 'client went away');

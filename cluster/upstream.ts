@@ -54,8 +54,15 @@ export class UpstreamClient {
     }
   }
 
+  private readonly urls = new Map<string, URL>();
+
   private once(r: UpstreamRequest, agent: http.Agent | false): Promise<IncomingMessage> {
-    const url = new URL(r.node.baseUrl + r.node.apiPath + r.path);
+    const href = r.node.baseUrl + r.node.apiPath + r.path;
+    let url = this.urls.get(href);
+    if (!url) {
+      if (this.urls.size > 1000) this.urls.clear();
+      this.urls.set(href, (url = new URL(href)));
+    }
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/json',
       'content-length': r.body.length,

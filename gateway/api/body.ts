@@ -18,18 +18,23 @@ export async function readJson(c: Context<{ Bindings: HttpBindings }>, limit: nu
     incoming.resume(); // drain, so the connection stays usable for the error answer
     throw tooLarge(limit);
   }
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const part of incoming as AsyncIterable<Buffer>) {
-    size += part.length;
-    if (size > limit) {
-      incoming.resume();
-      throw tooLarge(limit);
-    }
-    parts.push(part);
-  }
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    incoming.on('data', (part: Buffer) => {
+      if (over) return; // keep draining, so the connection stays usable for the error answer
+      size += part.length;
+      if (size <= limit) return void parts.push(part);
+      over = true;
+      parts.length = 0;
+      reject(tooLarge(limit));
+    });
+    incoming.on('end', () => resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts)));
+    incoming.on('error', reject);
+  });
   try {
-    return JSON.parse(parts.length === 1 ? parts[0].toString('utf8') : Buffer.concat(parts).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw badRequest('The request body is not valid JSON.', null, 'invalid_json');
   }

@@ -173,8 +173,17 @@ describe('errors are OpenAI-shaped', () => {
     await shape(await fetch(`${h.api}/files`), 404);
   });
 
-  it('413 over the body limit', async () => {
+  it('413 over the body limit, declared or streamed without a length', async () => {
     await shape(await post(`${h.api}/chat/completions`, chatBody('m1', { pad: 'x'.repeat(10_000) })), 413, 'request_too_large');
+    const big = new TextEncoder().encode(JSON.stringify(chatBody('m1', { pad: 'x'.repeat(10_000) })));
+    const body = new ReadableStream({
+      start(c) {
+        for (let i = 0; i < big.length; i += 1000) c.enqueue(big.slice(i, i + 1000));
+        c.close();
+      },
+    });
+    const res = await fetch(`${h.api}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    await shape(res, 413, 'request_too_large');
   });
 
   it('passes a node rejection (context size) through with its status', async () => {
