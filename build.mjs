@@ -28,7 +28,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  minify: true,
+  minify: !process.env.BUILD_NO_MINIFY,
   legalComments: 'none',
   external: NATIVE,
   define: { HEARTH_VERSION: JSON.stringify(pkg.version) },

@@ -1,11 +1,11 @@
-import type { IncomingMessage } from 'node:http';
 import type { Balancer, Lease, Outcome, PickRequest } from './balancer.ts';
 import { AnswerSoFar, conversationKey } from './continuation.ts';
 import { ClusterError, StreamBrokenError } from './errors.ts';
 import type { ModelRoutes } from './model-routes.ts';
 import type { NodeInfo } from './node.ts';
 import { SseParser, formatSse } from './sse.ts';
-import { UpstreamFailure, type UpstreamClient } from './upstream.ts';
+import { Http1Error } from './http1.ts';
+import { UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream.ts';
 
 export interface DispatchOptions {
   /** Extra attempts on other nodes when a request fails before its first byte. */
@@ -60,7 +60,7 @@ function nodeAtFault(status: number): boolean {
   return status >= 500 || status === 429 || status === 408 || status === 404 || status === 401 || status === 403;
 }
 
-function retryAfterOf(res: IncomingMessage): number | undefined {
+function retryAfterOf(res: UpstreamResponse): number | undefined {
   const h = res.headers['retry-after'];
   if (!h) return undefined;
   const s = Number(h);
@@ -69,27 +69,28 @@ function retryAfterOf(res: IncomingMessage): number | undefined {
   return Number.isFinite(t) ? Math.max(0, Math.ceil((t - Date.now()) / 1000)) : undefined;
 }
 
-function readBody(res: IncomingMessage, limit: number, signal: AbortSignal): Promise<Buffer> {
+/** The whole body of an answer, at most `limit` bytes, with at most `stallMs` of silence. */
+function readBody(res: UpstreamResponse, limit: number, signal: AbortSignal, stallMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     const onAbort = () => res.destroy(new UpstreamFailure('aborted', 'client went away'));
     signal.addEventListener('abort', onAbort, { once: true });
-    res.on('data', (b: Buffer) => {
-      size += b.length;
-      if (size > limit) res.destroy(new UpstreamFailure('reset', `answer larger than ${limit} bytes`));
-      else parts.push(b);
-    });
-    res.on('end', () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(Buffer.concat(parts));
-    });
-    res.on('error', (e) => {
-      signal.removeEventListener('abort', onAbort);
-      reject(e);
-    });
-    res.on('close', () => {
-      if (!res.complete) reject(new UpstreamFailure('reset', 'connection closed before the answer was complete'));
+    res.setIdleTimeout(stallMs, () => res.destroy(new UpstreamFailure('timeout', `the node went silent for ${stallMs} ms`)));
+    res.read({
+      data(b) {
+        size += b.length;
+        if (size > limit) res.destroy(new UpstreamFailure('reset', `answer larger than ${limit} bytes`));
+        else parts.push(Buffer.from(b));
+      },
+      end() {
+        signal.removeEventListener('abort', onAbort);
+        resolve(Buffer.concat(parts));
+      },
+      error(e) {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Http1Error ? new UpstreamFailure('reset', e.message) : e);
+      },
     });
   });
 }
@@ -109,14 +110,14 @@ export class Dispatcher {
   json(req: CompletionRequest): Promise<JsonAnswer> {
     return this.withFallbacks(req, (r) =>
       this.attempts(r, new Set(), async (lease, res, t0) => {
-        const body = await readBody(res, MAX_JSON_BODY, r.signal);
+        const body = await readBody(res, MAX_JSON_BODY, r.signal, this.opts.stallTimeoutMs);
         try {
           JSON.parse(body.toString('utf8'));
         } catch {
           throw new AttemptFailed('malformed', `${lease.node.name} sent an answer that is not JSON`);
         }
         lease.release({ ok: true, firstByteMs: Date.now() - t0 });
-        return { status: res.statusCode ?? 200, body, node: lease.node };
+        return { status: res.status, body, node: lease.node };
       }),
     );
   }
@@ -167,7 +168,7 @@ export class Dispatcher {
   private async attempts<T>(
     req: CompletionRequest,
     tried: Set<string>,
-    consume: (lease: Lease, res: IncomingMessage, t0: number) => Promise<T>,
+    consume: (lease: Lease, res: UpstreamResponse, t0: number) => Promise<T>,
     filter?: PickRequest['filter'],
   ): Promise<T> {
     const body = Buffer.from(JSON.stringify(req.body));
@@ -206,9 +207,9 @@ export class Dispatcher {
           connectTimeoutMs: this.opts.connectTimeoutMs,
           firstByteTimeoutMs: this.opts.firstByteTimeoutMs,
         });
-        const status = res.statusCode ?? 502;
+        const status = res.status;
         if (status < 200 || status >= 300) {
-          const errBody = await readBody(res, MAX_ERROR_BODY, req.signal).catch(() => Buffer.alloc(0));
+          const errBody = await readBody(res, MAX_ERROR_BODY, req.signal, this.opts.stallTimeoutMs).catch(() => Buffer.alloc(0));
           if (!nodeAtFault(status)) {
             lease.release({ ok: false, failure: 'client' });
             throw new ClusterError('rejected', `${lease.node.name} rejected the request`, { status, body: errBody });
@@ -243,7 +244,7 @@ export class Dispatcher {
   private pump(
     req: CompletionRequest,
     lease: Lease,
-    res: IncomingMessage,
+    res: UpstreamResponse,
     t0: number,
     sink: StreamSink,
     answer: AnswerSoFar,
@@ -270,12 +271,8 @@ export class Dispatcher {
         req.signal.removeEventListener('abort', onAbort);
         // After [DONE] the rest of the response drains so the socket can be reused; the stall
         // timer stays armed to reap a node that never ends it. Anything else frees the socket now.
-        if (err !== undefined) {
-          if (res.socket) res.setTimeout(0);
-          res.destroy();
-        } else if (res.complete) {
-          if (res.socket) res.setTimeout(0);
-        } else res.resume();
+        if (err !== undefined) res.destroy();
+        else res.discard(this.opts.stallTimeoutMs);
         lease.release({ ...outcome, chunks, firstByteMs: tFirst ? tFirst - t0 : undefined, decodeMs: tFirst ? Date.now() - tFirst : undefined });
         if (err === undefined) return resolve(undefined);
         if (!started) return reject(err);
@@ -289,7 +286,7 @@ export class Dispatcher {
         settle({ ok: false, failure }, started ? new StreamBrokenError(reason, message) : new AttemptFailed(failure === 'timeout' ? 'timeout' : failure === 'malformed' ? 'malformed' : 'reset', message));
       };
 
-      res.on('data', (buf: Buffer) => {
+      const onData = (buf: Buffer) => {
         if (finished) return;
         const items = parser.push(buf);
         if (items.length === 0) return;
@@ -332,7 +329,7 @@ export class Dispatcher {
           started = true;
           tFirst = Date.now();
           clearTimeout(firstTimer);
-          res.setTimeout(this.opts.stallTimeoutMs, () =>
+          res.setIdleTimeout(this.opts.stallTimeoutMs, () =>
             res.destroy(new StreamBrokenError('stall', `${lease.node.name} went silent for ${this.opts.stallTimeoutMs} ms`)),
           );
           if (!answer.started) {
@@ -345,16 +342,17 @@ export class Dispatcher {
           void sink.drained().then(() => res.resume());
         }
         if (done) settle({ ok: true });
-      });
-      res.on('end', () => broken('no_done', `${lease.node.name} ended the answer without [DONE]`));
-      res.on('error', (e: Error) => {
-        if (e instanceof UpstreamFailure && e.reason === 'aborted') return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
-        if (e instanceof StreamBrokenError) return broken(e.reason, e.message, 'timeout');
-        if (e instanceof UpstreamFailure) return broken(e.reason === 'timeout' ? 'stall' : 'reset', e.message, e.reason === 'timeout' ? 'timeout' : 'reset');
-        broken('reset', `${lease.node.name}: connection lost (${(e as NodeJS.ErrnoException).code ?? e.message})`);
-      });
-      res.on('close', () => {
-        if (!finished) broken('reset', `${lease.node.name}: connection closed mid-answer`);
+      };
+      res.read({
+        data: onData,
+        end: () => broken('no_done', `${lease.node.name} ended the answer without [DONE]`),
+        error: (e: Error) => {
+          if (e instanceof UpstreamFailure && e.reason === 'aborted') return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
+          if (e instanceof StreamBrokenError) return broken(e.reason, e.message, 'timeout');
+          if (e instanceof UpstreamFailure) return broken(e.reason === 'timeout' ? 'stall' : 'reset', e.message, e.reason === 'timeout' ? 'timeout' : 'reset');
+          if (e instanceof Http1Error && e.code === 'malformed') return broken('malformed', `${lease.node.name}: ${e.message}`);
+          broken('reset', e instanceof Http1Error && e.code === 'closed' && !e.errno ? `${lease.node.name}: connection closed mid-answer` : `${lease.node.name}: connection lost (${e instanceof Http1Error ? (e.errno ?? e.message) : e.message})`);
+        },
       });
     });
   }

@@ -1,4 +1,5 @@
 import type { NodeHealth, NodeKind, NodeLoad } from './node.ts';
+import { probeGet } from './probe-http.ts';
 
 /** What one look at a server tells: its kind, whether it can serve, what, and how busy it is. */
 export interface ProbeResult {
@@ -27,24 +28,15 @@ interface Got {
 }
 
 async function get(url: string, o: ProbeOptions): Promise<Got | null> {
-  const timeout = AbortSignal.timeout(o.timeoutMs ?? 2000);
+  const got = await probeGet(url, { timeoutMs: o.timeoutMs ?? 2000, signal: o.signal, headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : undefined });
+  if (!got) return null;
+  let body: unknown;
   try {
-    const res = await fetch(url, {
-      headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {},
-      signal: o.signal ? AbortSignal.any([o.signal, timeout]) : timeout,
-      redirect: 'manual',
-    });
-    const text = await res.text();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, body, text };
+    body = JSON.parse(got.text);
   } catch {
-    return null;
+    body = undefined;
   }
+  return { status: got.status, body, text: got.text };
 }
 
 const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v);

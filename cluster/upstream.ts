@@ -1,6 +1,7 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import { Http1Error, Http1Pool, type Http1Response } from './http1.ts';
 import type { NodeInfo } from './node.ts';
+
+export type UpstreamResponse = Http1Response;
 
 export interface UpstreamRequest {
   node: NodeInfo;
@@ -22,97 +23,55 @@ export class UpstreamFailure extends Error {
   }
 }
 
-/**
- * HTTP to the nodes over node:http with one keep-alive agent per node origin (node:http rather
- * than fetch: it is the cheapest per streamed chunk and tells whether a socket was reused).
- */
+/** Requests to the nodes, over one keep-alive pool per node origin (see http1.ts for why by hand). */
 export class UpstreamClient {
-  private readonly agents = new Map<string, http.Agent>();
+  private readonly pools = new Map<string, Http1Pool>();
 
-  private agentFor(baseUrl: string): http.Agent {
-    let a = this.agents.get(baseUrl);
-    if (!a) {
-      const opts = { keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 32, scheduling: 'lifo' as const };
-      a = baseUrl.startsWith('https:') ? new https.Agent(opts) : new http.Agent(opts);
-      this.agents.set(baseUrl, a);
-    }
-    return a;
+  private poolFor(baseUrl: string): Http1Pool {
+    let p = this.pools.get(baseUrl);
+    if (!p) this.pools.set(baseUrl, (p = new Http1Pool(baseUrl)));
+    return p;
   }
 
   /**
-   * Send a POST and resolve with the response once its headers arrive. A request that dies on a
-   * reused keep-alive socket before any byte came back is resent once on a fresh connection:
-   * servers such as llama-server close the socket after every streamed reply while advertising
-   * keep-alive, which is not a node failure.
+   * Send a POST and resolve with the response once its head arrives. A request that dies on a
+   * reused keep-alive connection before any byte came back is resent once on a fresh one:
+   * servers such as llama-server close the connection after every streamed reply while
+   * advertising keep-alive, which is not a node failure.
    */
-  async post(r: UpstreamRequest): Promise<IncomingMessage> {
+  async post(r: UpstreamRequest): Promise<UpstreamResponse> {
+    const pool = this.poolFor(r.node.baseUrl);
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' };
+    if (r.node.apiKey) headers.Authorization = `Bearer ${r.node.apiKey}`;
+    const req = { method: 'POST' as const, path: r.node.apiPath + r.path, headers, body: r.body, connectTimeoutMs: r.connectTimeoutMs, headTimeoutMs: r.firstByteTimeoutMs };
     try {
-      return await this.once(r, this.agentFor(r.node.baseUrl));
+      try {
+        return await pool.request(req, r.signal);
+      } catch (e) {
+        if (e instanceof Http1Error && e.code === 'stale') return await pool.request({ ...req, fresh: true }, r.signal);
+        throw e;
+      }
     } catch (e) {
-      if (e instanceof StaleSocket) return this.once(r, false);
-      throw e;
+      throw toFailure(r.node, e);
     }
-  }
-
-  private readonly urls = new Map<string, URL>();
-
-  private once(r: UpstreamRequest, agent: http.Agent | false): Promise<IncomingMessage> {
-    const href = r.node.baseUrl + r.node.apiPath + r.path;
-    let url = this.urls.get(href);
-    if (!url) {
-      if (this.urls.size > 1000) this.urls.clear();
-      this.urls.set(href, (url = new URL(href)));
-    }
-    const headers: http.OutgoingHttpHeaders = {
-      'content-type': 'application/json',
-      'content-length': r.body.length,
-      accept: 'application/json, text/event-stream',
-    };
-    if (r.node.apiKey) headers.authorization = `Bearer ${r.node.apiKey}`;
-    const mod = url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
-      if (r.signal.aborted) return reject(new UpstreamFailure('aborted', 'client went away'));
-      const req = mod.request(url, { method: 'POST', headers, agent });
-      let connectTimer: NodeJS.Timeout | undefined;
-      const onAbort = () => req.destroy(new UpstreamFailure('aborted', 'client went away'));
-      r.signal.addEventListener('abort', onAbort, { once: true });
-      const done = () => {
-        clearTimeout(connectTimer);
-        r.signal.removeEventListener('abort', onAbort);
-      };
-      req.on('socket', (sock) => {
-        if ((sock as any).connecting) {
-          connectTimer = setTimeout(
-            () => req.destroy(new UpstreamFailure('connect', `connect to ${r.node.name} timed out after ${r.connectTimeoutMs} ms`)),
-            r.connectTimeoutMs,
-          );
-          sock.once('connect', () => clearTimeout(connectTimer));
-        }
-      });
-      req.setTimeout(r.firstByteTimeoutMs, () =>
-        req.destroy(new UpstreamFailure('timeout', `${r.node.name} sent nothing for ${r.firstByteTimeoutMs} ms`)),
-      );
-      req.on('response', (res) => {
-        done();
-        // The caller sets its own idle limit for the body; the abort listener moves to it.
-        req.setTimeout(0);
-        resolve(res);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        done();
-        if (err instanceof UpstreamFailure) return reject(err);
-        if (req.reusedSocket && agent && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) return reject(new StaleSocket());
-        const reason = err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND' ? 'connect' : 'reset';
-        reject(new UpstreamFailure(reason, `${r.node.name}: ${err.code ?? err.message}`));
-      });
-      req.end(r.body);
-    });
   }
 
   close(): void {
-    for (const a of this.agents.values()) a.destroy();
-    this.agents.clear();
+    for (const p of this.pools.values()) p.close();
+    this.pools.clear();
   }
 }
 
-class StaleSocket extends Error {}
+function toFailure(node: NodeInfo, e: unknown): UpstreamFailure {
+  if (!(e instanceof Http1Error)) return new UpstreamFailure('reset', `${node.name}: ${(e as Error)?.message ?? e}`);
+  switch (e.code) {
+    case 'aborted':
+      return new UpstreamFailure('aborted', 'client went away');
+    case 'connect':
+      return new UpstreamFailure('connect', `${node.name}: ${e.message.replace(/^[^:]*: /, '')}`);
+    case 'timeout':
+      return new UpstreamFailure('timeout', `${node.name} sent nothing for ${e.message.replace(/^.* for /, '')}`);
+    default:
+      return new UpstreamFailure('reset', `${node.name}: ${e.errno ?? e.message.replace(/^[^:]*: /, '')}`);
+  }
+}

@@ -128,7 +128,7 @@ export const NODE_FLAGS: string[] = (() => {
 export async function startHearth(o: HearthOptions): Promise<HearthProc> {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
   const file = writeHearthConfig(dir, o);
-  const proc = spawn(process.execPath, [...NODE_FLAGS, BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? []), ...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROFILE] : []), BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
   let log = '';
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`Hearth did not start in 10 s:\n${log}`)), 10_000);
@@ -344,7 +344,7 @@ export interface BareProxyProc {
 
 /** `bench/bare-proxy.ts`: a bare node:http pipe in front of each upstream, in its own process. */
 export async function startBareProxy(upstreams: string[]): Promise<BareProxyProc> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-proxy.ts'), ...upstreams], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, process.env.BENCH_BARE ?? 'bench/bare-proxy.ts'), ...upstreams, ...(process.env.BENCH_BARE_ARG ? [process.env.BENCH_BARE_ARG] : [])], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
   const urls = await new Promise<string[]>((res, rej) => {
     const got: string[] = [];
     const timer = setTimeout(() => rej(new Error('bare proxy did not start in 10 s')), 10_000);
