@@ -5,10 +5,11 @@
  * `routing.policy`), against an oracle computed from the known speeds and lengths. Then a fault
  * run: the same burst with one node killed mid-burst; every answer is checked word for word.
  *
- * The simulated nodes run in this process (they are light at these speeds); Hearth in its own.
+ * The simulated nodes run in a process of their own (bench/lib/sim-host.ts), Hearth in its own.
  */
 import { performance } from 'node:perf_hooks';
-import { expectedAnswer, startSimNode, type ChatMessage, type SimNode } from './sim-node.ts';
+import { expectedAnswer, type ChatMessage } from './sim-node.ts';
+import { startSimHost, type SimHost } from './lib/sim-host.ts';
 import { keepAliveAgent, rng, streamChat, type StreamResult } from './lib/load.ts';
 import { hasSetting, sleep, startHearth, waitReady } from './lib/proc.ts';
 import { fmt, mean, quantile, runHeader, say, table, targetLine, writeSection, type Target } from './lib/report.ts';
@@ -112,8 +113,8 @@ function checkAll(js: Job[], rs: StreamResult[]): Check {
   return c;
 }
 
-async function startNodes(): Promise<SimNode[]> {
-  return Promise.all(SPEEDS.map((tps) => startSimNode({ models: [MODEL], slots: SLOTS, overflow: 'queue', tokensPerSecond: tps, ttftMs: 0 })));
+function startNodes(): Promise<SimHost> {
+  return startSimHost(SPEEDS.map((tps) => ({ models: [MODEL], slots: SLOTS, overflow: 'queue' as const, tokensPerSecond: tps, ttftMs: 0 })));
 }
 
 type Policy = 'hearth' | 'round-robin' | 'least-connections';
@@ -123,7 +124,7 @@ async function viaHearth(label: string, js: Job[], policy: Policy | undefined, k
   const nodes = await startNodes();
   const settings: Record<string, string | number> = { 'routing.queue_size': 100_000, 'routing.queue_wait_ms': 600_000 };
   if (policy) settings['routing.policy'] = policy;
-  const hearth = await startHearth({ nodes: nodes.map((n) => ({ url: n.url, kind: 'llama.cpp' })), settings, log: 'info' });
+  const hearth = await startHearth({ nodes: nodes.urls.map((url) => ({ url, kind: 'llama.cpp' })), settings, log: 'info' });
   try {
     await waitReady(hearth.url);
     await sleep(300); // every node read at least once
@@ -134,14 +135,14 @@ async function viaHearth(label: string, js: Job[], policy: Policy | undefined, k
     );
     const warmFailed = warm.filter((r) => r.status !== 200 || !r.done).length;
     if (warmFailed) say(`   warm-up: ${warmFailed} of 12 failed`);
-    for (const n of nodes) await n.idle(10_000);
-    const startedBefore = nodes.map((n) => n.stats.started);
-    const r = await burst(js, () => ({ url: hearth.url }), agent, killAfter === undefined ? undefined : { after: killAfter, kill: () => nodes[1].kill() });
+    await nodes.idle(10_000);
+    const startedBefore = (await nodes.stats()).map((s) => s.started);
+    const r = await burst(js, () => ({ url: hearth.url }), agent, killAfter === undefined ? undefined : { after: killAfter, kill: () => void nodes.kill(1) });
     agent.destroy();
-    return { label, ...r, perNode: nodes.map((n, k) => n.stats.started - startedBefore[k]) };
+    return { label, ...r, perNode: (await nodes.stats()).map((s, k) => s.started - startedBefore[k]) };
   } finally {
     await hearth.stop();
-    await Promise.all(nodes.map((n) => n.close()));
+    await nodes.close();
   }
 }
 
@@ -150,20 +151,20 @@ async function clientSide(label: string, js: Job[], policy: 'round-robin' | 'lea
   const nodes = await startNodes();
   try {
     const agent = keepAliveAgent();
-    const inFlight = nodes.map(() => 0);
+    const inFlight = nodes.urls.map(() => 0);
     let rr = 0;
     const pick = () => {
       let k = 0;
-      if (policy === 'round-robin') k = rr++ % nodes.length;
-      else for (let x = 1; x < nodes.length; x++) if (inFlight[x] < inFlight[k]) k = x;
+      if (policy === 'round-robin') k = rr++ % nodes.urls.length;
+      else for (let x = 1; x < nodes.urls.length; x++) if (inFlight[x] < inFlight[k]) k = x;
       inFlight[k]++;
-      return { url: nodes[k].url, release: () => inFlight[k]-- };
+      return { url: nodes.urls[k], release: () => inFlight[k]-- };
     };
     const r = await burst(js, pick, agent);
     agent.destroy();
-    return { label, ...r, perNode: nodes.map((n) => n.stats.started) };
+    return { label, ...r, perNode: (await nodes.stats()).map((s) => s.started) };
   } finally {
-    await Promise.all(nodes.map((n) => n.close()));
+    await nodes.close();
   }
 }
 
@@ -258,7 +259,7 @@ export async function runBalance(o: { command: string; quick?: boolean }): Promi
 
   const md = [
     `## balance\n\n${runHeader(o.command)}`,
-    `Three simulated nodes (in the load generator's process) at ${SPEEDS.join(', ')} tokens/s per stream (1x, 2x, 4x), ${SLOTS} slots each, requests beyond the slots queue in the node (\`overflow: 'queue'\`), TTFT 0. ` +
+    `Three simulated nodes (in one process of their own, so that the load generator starting 200 requests at once does not delay them) at ${SPEEDS.join(', ')} tokens/s per stream (1x, 2x, 4x), ${SLOTS} slots each, requests beyond the slots queue in the node (\`overflow: 'queue'\`), TTFT 0. ` +
       `Burst: ${js.length} streamed requests sent at once, max_tokens drawn uniformly from ${Math.min(...lengths) === MIN_TOKENS ? MIN_TOKENS : Math.min(...lengths)}..${o.quick ? 120 : MAX_TOKENS} with seed ${SEED} (total ${lengths.reduce((a, b) => a + b, 0)} tokens), each a distinct prompt. ` +
       `Completion time = burst start to the end of the response. ${haveSetting ? 'Each policy is a fresh Hearth process with `routing.policy` set, after a warm-up of 12 requests (not counted).' : '`routing.policy` does not exist yet in this build: Hearth runs its current default balancer (warm-up of 12 requests, not counted); round-robin and least-connections are applied by the client going straight to the nodes.'} ` +
       `Hearth has \`routing.queue_size = 100000\`, \`routing.queue_wait_ms = 600000\`.`,

@@ -373,17 +373,20 @@ export class Balancer {
 
   /**
    * Waiting requests, the one to serve first first: shortest expected answer first (which
-   * minimises the mean completion time of a burst), aged by the time waited so that a long
-   * answer still gets its turn under steady load.
+   * minimises the mean completion time of a burst), aged so that a long answer still gets its
+   * turn under steady load: its expected time shrinks in proportion to how much of the longest
+   * allowed wait it has used. (Aging by the time waited itself let a burst's arrival order, spread
+   * over a second by the time requests take to arrive, outweigh the answers' lengths.)
    */
   private byPriority(waiting: Waiter[]): Waiter[] {
     if (waiting.length < 2) return [...waiting];
     const now = Date.now();
+    const limit = this.opts.queueWaitMs;
     const key = new Map<Waiter, number>();
     for (const w of waiting) {
       let best = Infinity;
       for (const n of this.nodesFor(w.req.model)) best = Math.min(best, this.speeds.serviceMs(n.id, w.req.model, this.tokensOf(w.req)));
-      key.set(w, best - (now - w.since));
+      key.set(w, limit > 0 ? best * Math.max(0, 1 - (now - w.since) / limit) : best);
     }
     return [...waiting].sort((a, b) => key.get(a)! - key.get(b)!);
   }

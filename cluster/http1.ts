@@ -88,6 +88,7 @@ export class Http1Response {
   private handler: BodyHandler | undefined;
   private queued: Buffer[] = [];
   private paused = false;
+  /** Finished or failed: the connection may already carry another request, so leave it alone. */
   private ended = false;
   private dropped = false;
   private failed: Error | undefined;
@@ -107,18 +108,18 @@ export class Http1Response {
 
   pause(): void {
     this.paused = true;
-    this.conn.socket.pause();
+    if (!this.ended) this.conn.socket.pause();
   }
 
   resume(): void {
     this.paused = false;
     this.flush();
-    if (!this.paused) this.conn.socket.resume();
+    if (!this.paused && !this.ended) this.conn.socket.resume();
   }
 
   /** Calls `onIdle` after `ms` without a byte from the server (0: never). */
   setIdleTimeout(ms: number, onIdle: () => void): void {
-    this.conn.setIdle(ms, onIdle);
+    if (!this.ended) this.conn.setIdle(ms, onIdle);
   }
 
   /** Drop the connection (it is not reused); with `err`, the body handler receives it now. */
@@ -127,7 +128,7 @@ export class Http1Response {
     this.dropped = true;
     this.handler = undefined;
     this.queued = [];
-    this.conn.destroy();
+    if (!this.ended) this.conn.destroy();
     if (err && h && !this.complete) h.error(err);
   }
 
@@ -139,7 +140,7 @@ export class Http1Response {
     this.dropped = true;
     this.handler = undefined;
     this.queued = [];
-    if (this.complete) return;
+    if (this.ended) return;
     if (this.paused) this.resume();
     this.conn.setIdle(limitMs, () => this.conn.destroy());
   }
@@ -337,14 +338,17 @@ class Connection {
     const prev = this.head?.length ?? 0;
     const all = prev ? Buffer.concat([this.head!, b]) : b;
     const end = all.indexOf('\r\n\r\n', Math.max(0, prev - 3), 'latin1');
-    if (end < 0) {
-      if (all.length > MAX_HEAD) this.fail(new Http1Error('malformed', `${this.origin.host} sent a response head over ${MAX_HEAD} bytes`));
+    // A read can cross the limit and hold the blank line too: `end` is checked, not just `all`.
+    if (end < 0 || end > MAX_HEAD) {
+      // What does not begin like a status line fails now rather than at the head limit.
+      if (!'HTTP/'.startsWith(all.toString('latin1', 0, 5))) this.fail(new Http1Error('malformed', `${this.origin.host} did not answer in HTTP/1.x`));
+      else if (all.length > MAX_HEAD) this.fail(new Http1Error('malformed', `${this.origin.host} sent a response head over ${MAX_HEAD} bytes`));
       else this.head = Buffer.from(all);
       return -1;
     }
     this.head = undefined;
     const lines = all.toString('latin1', 0, end).split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0]);
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]);
     if (!m) {
       this.fail(new Http1Error('malformed', `${this.origin.host} did not answer in HTTP/1.x`));
       return -1;
@@ -402,7 +406,8 @@ class Connection {
 
   private body(b: Buffer, at: number): void {
     const res = this.res;
-    if (!res) return;
+    // Bytes after an answer without a body (204, 304, length 0): out of step, not reused.
+    if (!res) return this.destroy();
     if (this.frame === Frame.UntilClose) return res.deliver(at ? b.subarray(at) : b);
     if (this.frame === Frame.Length) {
       const n = Math.min(this.left, b.length - at);
@@ -493,8 +498,8 @@ export class Http1Pool {
    * with `fresh`.
    */
   request(r: Http1Request, signal?: AbortSignal): Promise<Http1Response> {
-    const c = (!r.fresh && this.idle.pop()) || this.open(r.connectTimeoutMs);
     if (signal?.aborted) return Promise.reject(new Http1Error('aborted', 'client went away'));
+    const c = (!r.fresh && this.idle.pop()) || this.open(r.connectTimeoutMs);
     const p = c.send(r);
     if (!signal) return p;
     const onAbort = () => c.destroy(new Http1Error('aborted', 'client went away'));

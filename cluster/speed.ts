@@ -20,6 +20,8 @@ export class SpeedBook {
   private readonly ttft = new Map<string, Ewma>();
   private readonly tps = new Map<string, Ewma>();
   private readonly answerTokens = new Map<string, Ewma>();
+  /** serviceMs runs for every queued request and slot each time a slot frees: its inputs are kept until the next measurement. */
+  private readonly rates = new Map<string, { ttftMs: number; msPerToken: number }>();
 
   private static key(nodeId: string, model: string): string {
     return `${nodeId}\u0000${model}`;
@@ -27,6 +29,7 @@ export class SpeedBook {
 
   record(nodeId: string, model: string, s: { firstByteMs?: number; chunks?: number; decodeMs?: number }): void {
     const k = SpeedBook.key(nodeId, model);
+    this.rates.clear();
     if (s.firstByteMs !== undefined) this.ttft.set(k, update(this.ttft.get(k), s.firstByteMs));
     // A few chunks are too short to say anything about decode speed.
     if (s.chunks && s.chunks >= 8 && s.decodeMs && s.decodeMs > 0) {
@@ -53,7 +56,10 @@ export class SpeedBook {
 
   /** Expected seconds to serve `tokens` on a free slot of the node. */
   serviceMs(nodeId: string, model: string, tokens: number): number {
-    return this.ttftMs(nodeId, model) + (tokens / this.tokensPerSecond(nodeId, model)) * 1000;
+    const k = SpeedBook.key(nodeId, model);
+    let r = this.rates.get(k);
+    if (!r) this.rates.set(k, (r = { ttftMs: this.ttftMs(nodeId, model), msPerToken: 1000 / this.tokensPerSecond(nodeId, model) }));
+    return r.ttftMs + tokens * r.msPerToken;
   }
 
   private extreme(map: Map<string, Ewma>, model: string, pick: (a: number, b: number) => number): number | undefined {
