@@ -429,6 +429,10 @@ class Connection {
         if (this.left === 0) this.chunk = Chunk.DataEnd;
         continue;
       }
+      if (this.line === '' && this.frameLineFast(b, at)) {
+        at = this.fastAt;
+        continue;
+      }
       const nl = b.indexOf(10, at);
       const piece = b.toString('latin1', at, nl < 0 ? b.length : nl);
       if (nl < 0) {
@@ -454,6 +458,36 @@ class Connection {
         return;
       }
     }
+  }
+
+  private fastAt = 0;
+
+  /**
+   * The common framing lines (a data chunk's closing CRLF, a bare hex size and CRLF) read
+   * straight from the bytes, as this runs for every streamed event; anything else (extensions,
+   * a line split across reads, trailers) takes the general path. Sets `fastAt` past the line.
+   */
+  private frameLineFast(b: Buffer, at: number): boolean {
+    if (this.chunk === Chunk.DataEnd) {
+      if (b[at] !== 13 || b[at + 1] !== 10) return false;
+      this.chunk = Chunk.Size;
+      this.fastAt = at + 2;
+      return true;
+    }
+    if (this.chunk !== Chunk.Size) return false;
+    let n = 0;
+    let i = at;
+    for (; i < b.length && i - at < 12; i++) {
+      const c = b[i];
+      const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      if (d < 0) break;
+      n = n * 16 + d;
+    }
+    if (i === at || b[i] !== 13 || b[i + 1] !== 10) return false;
+    this.left = n;
+    this.chunk = n === 0 ? Chunk.Trailer : Chunk.Data;
+    this.fastAt = i + 2;
+    return true;
   }
 
   /** The answer is complete: hand the connection back for reuse, or close it. */
