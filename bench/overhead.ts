@@ -31,6 +31,7 @@ import {
   startBareProxy,
   type BareProxyProc,
   NODE_FLAGS,
+  EXTRA_FLAGS,
 } from './lib/proc.ts';
 import { fmt, mean, median, quantile, runHeader, say, table, targetLine, writeSection, type Target } from './lib/report.ts';
 
@@ -119,7 +120,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
     `Simulated node (\`bench/sim-node.ts\`, own process, 512 slots) at 1,000 tokens/s per stream and unthrottled; ${TOKENS} tokens per answer; ` +
       `concurrency 1 = ${sequential} sequential requests per target, concurrency 64 = ${rounds} rounds of 64 concurrent requests per target. ` +
       `Targets interleaved (direct, Hearth, nginx in rotating order, request by request at c1 and round by round at c64), each with its own keep-alive agent. ` +
-      `nginx: \`proxy_pass\`, \`proxy_buffering off\`, HTTP/1.1 upstream keepalive, 1 worker. A fresh Hearth process per speed, run with the Node flags of \`npm start\` (\`${NODE_FLAGS.join(' ') || 'none'}\`). node: a bare node:http pipe (\`bench/bare-proxy.ts\`, no parsing or checks), the floor for any Node.js proxy on this machine. ` +
+      `nginx: \`proxy_pass\`, \`proxy_buffering off\`, HTTP/1.1 upstream keepalive, 1 worker. A fresh Hearth process per speed, run with the Node flags of \`npm start\` (\`${NODE_FLAGS.join(' ') || 'none'}\`)${EXTRA_FLAGS.length ? ` and, for this run only, \`${EXTRA_FLAGS.join(' ')}\` (BENCH_NODE_FLAGS / BENCH_PROFILE)` : ''}. node: a bare node:http pipe (\`bench/bare-proxy.ts\`, no parsing or checks), the floor for any Node.js proxy on this machine. ` +
       `TTFT = request sent to first non-empty content delta; per-chunk added = (mean total via proxy - mean total direct) / ${TOKENS}. ` +
       `CPU = utime+stime from /proc/PID/stat of the Hearth process (nginx: its worker) across the phase's windows, per stream.`,
   );
@@ -167,7 +168,9 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
         }
       }
     }
-    targets.push({ what: `Hearth peak RSS <= 70 MB with 64 concurrent streams (${b.label})`, measured: `${fmt(b.hearthHwmKb / 1024, 1)} MiB VmHWM (nginx worker ${fmt(b.nginxHwmKb / 1024, 1)} MiB, bare node:http pipe ${fmt(b.bareHwmKb / 1024, 1)} MiB)`, met: b.hearthHwmKb / 1024 <= 70 });
+    // 70 MB read strictly as 70,000,000 bytes (66.8 MiB); VmHWM is in KiB.
+    const hwmMB = (b.hearthHwmKb * 1024) / 1e6;
+    targets.push({ what: `Hearth peak RSS <= 70 MB with 64 concurrent streams (${b.label})`, measured: `${fmt(hwmMB, 1)} MB = ${fmt(b.hearthHwmKb / 1024, 1)} MiB VmHWM (nginx worker ${fmt(b.nginxHwmKb / 1024, 1)} MiB, bare node:http pipe ${fmt(b.bareHwmKb / 1024, 1)} MiB)`, met: hwmMB <= 70 });
   }
   const addHead = ['node', 'conc.', 'via', 'added TTFT p50 ms', 'added TTFT p99 ms', 'TTFT p50 ratio', 'added per chunk µs (totals)', 'added chunk gap µs', 'total ratio', 'CPU ms/stream'];
   say(table(addHead, addRows));

@@ -65,7 +65,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'routing.breaker_failures', type: int(1, 100), default: 3, doc: 'Failures in a row that open a node\'s circuit breaker.' },
   { key: 'routing.breaker_cooldown_ms', type: int(100, 600_000), default: 2000, doc: 'How long an open breaker waits before one trial request (doubles while the node keeps failing, up to 30 s).' },
   { key: 'routing.queue_size', type: int(0, 100_000), default: 64, doc: 'Requests that may wait in Hearth when every node for a model is full (429 beyond).' },
-  { key: 'routing.queue_wait_ms', type: int(0, 600_000), default: 30_000, doc: 'Longest wait in that queue before a 429.' },
+  { key: 'routing.queue_wait_ms', type: int(0, 600_000), default: 30_000, doc: 'Longest wait in that queue before a 429; a waiting request moves up the queue as it uses this up.' },
   {
     key: 'routing.affinity_margin',
     type: int(0, 1000),

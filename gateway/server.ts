@@ -17,7 +17,8 @@ import { completionHandler } from './api/completions.ts';
 import { ApiError, errorResponse } from './api/errors.ts';
 import { modelRoutes } from './api/models.ts';
 import { storeObserver, storedCompletionRoutes } from './api/stored-completions.ts';
-import { openHistory, type History } from './history/store.ts';
+import { openHistoryWhenNeeded } from './history/deferred.ts';
+import type { History } from './history/store.ts';
 import { apiAuth } from './auth.ts';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -64,12 +65,16 @@ function addStaticNodes(registry: Registry, config: Config): void {
 
 export async function createHearth(config: Config): Promise<Hearth> {
   const log = createLogger(config.log);
-  const history = await openHistory({
-    dir: join(config.data, 'history'),
-    maxBytes: config.history.max_bytes || undefined,
-    retentionDays: config.history.retention_days || undefined,
-  });
-  if (history.recovered) log.info(`history: ${history.recovered} answer(s) cut by the last shutdown are marked interrupted`);
+  const history = await openHistoryWhenNeeded(
+    {
+      dir: join(config.data, 'history'),
+      maxBytes: config.history.max_bytes || undefined,
+      retentionDays: config.history.retention_days || undefined,
+    },
+    (h) => {
+      if (h.recovered) log.info(`history: ${h.recovered} answer(s) cut by the last shutdown are marked interrupted`);
+    },
+  );
   const registry = new Registry();
   addStaticNodes(registry, config);
   const monitor = new NodeMonitor(registry, {

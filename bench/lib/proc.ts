@@ -124,11 +124,21 @@ export const NODE_FLAGS: string[] = (() => {
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 })();
 
+/**
+ * For investigating, never for figures that are reported: BENCH_NODE_FLAGS adds Node flags to
+ * every Hearth the bench starts, BENCH_PROFILE=DIR writes a CPU profile of each there (build
+ * with BUILD_NO_MINIFY=1 for readable names).
+ */
+export const EXTRA_FLAGS: string[] = [
+  ...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+  ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+];
+
 /** Start `node FLAGS dist/hearth.mjs --config FILE` and wait for its "listening on" line. */
 export async function startHearth(o: HearthOptions): Promise<HearthProc> {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
   const file = writeHearthConfig(dir, o);
-  const proc = spawn(process.execPath, [...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS?.split(' ') ?? []), ...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROFILE] : []), BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, ...EXTRA_FLAGS, BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
   let log = '';
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`Hearth did not start in 10 s:\n${log}`)), 10_000);
@@ -344,7 +354,7 @@ export interface BareProxyProc {
 
 /** `bench/bare-proxy.ts`: a bare node:http pipe in front of each upstream, in its own process. */
 export async function startBareProxy(upstreams: string[]): Promise<BareProxyProc> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, process.env.BENCH_BARE ?? 'bench/bare-proxy.ts'), ...upstreams, ...(process.env.BENCH_BARE_ARG ? [process.env.BENCH_BARE_ARG] : [])], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-proxy.ts'), ...upstreams], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
   const urls = await new Promise<string[]>((res, rej) => {
     const got: string[] = [];
     const timer = setTimeout(() => rej(new Error('bare proxy did not start in 10 s')), 10_000);

@@ -22,8 +22,9 @@
 
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from './errors.ts';
 import { migrate, type MigrationReport } from './migrations.ts';
 import type {
@@ -907,8 +908,12 @@ function defaultMapSize(): number {
   return process.arch === 'arm' || process.arch === 'ia32' ? 512 * MiB : 2048 * MiB;
 }
 
-export async function openHistory(opts: HistoryOptions): Promise<History> {
+/** Opens (and creates) the store without pruning: everything here is synchronous. */
+export function openHistorySync(opts: HistoryOptions): History {
   fs.mkdirSync(opts.dir, { recursive: true });
+  // Loaded here rather than imported at the top, so that a process with no history to keep
+  // never pays for lmdb (about 14 MB of resident memory): see openHistoryWhenNeeded.
+  const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
   const env = open({
     path: opts.dir,
     mapSize: opts.mapSize ?? defaultMapSize(),
@@ -917,11 +922,20 @@ export async function openHistory(opts: HistoryOptions): Promise<History> {
     cache: false,
   });
   try {
-    const history = new LmdbHistory(env, opts.dir, opts);
+    return new LmdbHistory(env, opts.dir, opts);
+  } catch (e) {
+    void env.close();
+    throw e;
+  }
+}
+
+export async function openHistory(opts: HistoryOptions): Promise<History> {
+  const history = openHistorySync(opts);
+  try {
     if (opts.maxBytes || opts.retentionDays) await history.prune();
     return history;
   } catch (e) {
-    await env.close();
+    await history.close();
     throw e;
   }
 }

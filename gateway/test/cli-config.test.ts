@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startSimNode } from '../../bench/sim-node.ts';
 import { ConfigError, loadConfig } from '../config.ts';
@@ -101,24 +101,9 @@ describe('the bundle', () => {
     cpSync(join(ROOT, 'dist'), where, { recursive: true });
     const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
     const data = tmp();
-    const proc = spawn(process.execPath, [join(where, 'hearth.mjs'), '--host', '127.0.0.1', '--port', '0', '--data', data, '--node', sim.url], {
-      cwd: where,
-      env: { PATH: process.env.PATH, HEARTH_DISCOVERY_ENABLED: 'false' },
-    });
+    const h = await startBundle(data, sim.url, join(where, 'hearth.mjs'));
     try {
-      const url = await new Promise<string>((res, rej) => {
-        let err = '';
-        proc.stderr.on('data', (b) => {
-          err += b;
-          const m = /listening on (http:\/\/\S+) /.exec(err);
-          if (m) res(m[1]);
-        });
-        proc.once('exit', () => rej(new Error(err)));
-      });
-      for (let i = 0; i < 50; i++) {
-        if ((await fetch(`${url}/readyz`)).status === 200) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const url = h.url;
       const r = await fetch(`${url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -130,7 +115,56 @@ describe('the bundle', () => {
       const stored = await (await fetch(`${url}/v1/chat/completions/${j.id}`)).json();
       expect(stored.id).toBe(j.id);
     } finally {
-      proc.kill('SIGTERM');
+      await h.stop();
+      await sim.close();
+    }
+  });
+});
+
+/** The bundle in its own process, until it listens. */
+async function startBundle(data: string, node: string, bundle = BUNDLE) {
+  const proc = spawn(process.execPath, [bundle, '--host', '127.0.0.1', '--port', '0', '--data', data, '--node', node], {
+    cwd: dirname(bundle),
+    env: { PATH: process.env.PATH, HEARTH_DISCOVERY_ENABLED: 'false' },
+  });
+  const url = await new Promise<string>((res, rej) => {
+    let err = '';
+    proc.stderr.on('data', (b) => {
+      err += b;
+      const m = /listening on (http:\/\/\S+) /.exec(err);
+      if (m) res(m[1]);
+    });
+    proc.once('exit', () => rej(new Error(err)));
+  });
+  for (let i = 0; i < 50 && (await fetch(`${url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+  const stop = () => new Promise<void>((r) => (proc.exitCode !== null ? r() : (proc.once('exit', () => r()), proc.kill('SIGTERM'))));
+  return { url, stop, lmdbLoaded: () => readFileSync(`/proc/${proc.pid}/maps`, 'utf8').includes('lmdb') };
+}
+describe('memory', () => {
+  const chat = (url: string, extra: Record<string, unknown> = {}) =>
+    fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, ...extra }),
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+  it.runIf(process.platform === 'linux')('loads lmdb only once there is history to keep, and at start when there is history on disk', async () => {
+    const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
+    const data = tmp();
+    let h = await startBundle(data, sim.url);
+    try {
+      expect((await chat(h.url)).status).toBe(200);
+      expect(h.lmdbLoaded()).toBe(false);
+      const stored = await chat(h.url, { store: true });
+      expect(stored.status).toBe(200);
+      expect(h.lmdbLoaded()).toBe(true);
+      await h.stop();
+      h = await startBundle(data, sim.url);
+      expect(h.lmdbLoaded()).toBe(true);
+      const got = await (await fetch(`${h.url}/v1/chat/completions/${stored.body.id}`)).json();
+      expect(got.id).toBe(stored.body.id);
+    } finally {
+      await h.stop();
       await sim.close();
     }
   });
