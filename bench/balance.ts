@@ -137,7 +137,7 @@ async function viaHearth(label: string, js: Job[], policy: Policy | undefined, k
     if (warmFailed) say(`   warm-up: ${warmFailed} of 12 failed`);
     await nodes.idle(10_000);
     const startedBefore = (await nodes.stats()).map((s) => s.started);
-    const r = await burst(js, () => ({ url: hearth.url }), agent, killAfter === undefined ? undefined : { after: killAfter, kill: () => void nodes.kill(1) });
+    const r = await burst(js, () => ({ url: hearth.url }), agent, killAfter === undefined ? undefined : { after: killAfter, kill: () => void nodes.kill(1).catch((e: Error) => say(`   could not kill node 2: ${e.message}`)) });
     agent.destroy();
     return { label, ...r, perNode: (await nodes.stats()).map((s, k) => s.started - startedBefore[k]) };
   } finally {

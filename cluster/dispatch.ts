@@ -136,7 +136,7 @@ export class Dispatcher {
     });
     while (broken) {
       const cut = broken;
-      if (req.signal.aborted || !answer.continuable || answer.leg > this.opts.retries) return sink.fail(cut);
+      if (req.signal.aborted || cut.reason === 'client_stalled' || !answer.continuable || answer.leg > this.opts.retries) return sink.fail(cut);
       // Only servers known to continue a trailing assistant message can take a partial answer.
       const needsPrefill = answer.content !== '';
       const next: CompletionRequest = { ...served, body: answer.continuationBody(served.body) };
@@ -256,6 +256,7 @@ export class Dispatcher {
       let finished = false;
       let chunks = 0;
       let tFirst = 0;
+      let clientBlocked = false;
       // The answer must begin within the first-byte limit even if the node sends pings meanwhile.
       const firstTimer = setTimeout(
         () => res.destroy(new UpstreamFailure('timeout', `${lease.node.name} sent no event for ${this.opts.firstByteTimeoutMs} ms`)),
@@ -330,7 +331,12 @@ export class Dispatcher {
           tFirst = Date.now();
           clearTimeout(firstTimer);
           res.setIdleTimeout(this.opts.stallTimeoutMs, () =>
-            res.destroy(new StreamBrokenError('stall', `${lease.node.name} went silent for ${this.opts.stallTimeoutMs} ms`)),
+            res.destroy(
+              // Nothing is read while the client is not keeping up: that silence is the client's.
+              clientBlocked
+                ? new StreamBrokenError('client_stalled', `the client read nothing for ${this.opts.stallTimeoutMs} ms`)
+                : new StreamBrokenError('stall', `${lease.node.name} went silent for ${this.opts.stallTimeoutMs} ms`),
+            ),
           );
           if (!answer.started) {
             answer.started = true;
@@ -338,8 +344,12 @@ export class Dispatcher {
           }
         }
         if (!sink.send(text, parsed, done) && !done) {
+          clientBlocked = true;
           res.pause();
-          void sink.drained().then(() => res.resume());
+          void sink.drained().then(() => {
+            clientBlocked = false;
+            res.resume();
+          });
         }
         if (done) settle({ ok: true });
       };
@@ -348,7 +358,7 @@ export class Dispatcher {
         end: () => broken('no_done', `${lease.node.name} ended the answer without [DONE]`),
         error: (e: Error) => {
           if (e instanceof UpstreamFailure && e.reason === 'aborted') return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
-          if (e instanceof StreamBrokenError) return broken(e.reason, e.message, 'timeout');
+          if (e instanceof StreamBrokenError) return broken(e.reason, e.message, e.reason === 'client_stalled' ? 'aborted' : 'timeout');
           if (e instanceof UpstreamFailure) return broken(e.reason === 'timeout' ? 'stall' : 'reset', e.message, e.reason === 'timeout' ? 'timeout' : 'reset');
           if (e instanceof Http1Error && e.code === 'malformed') return broken('malformed', `${lease.node.name}: ${e.message}`);
           broken('reset', e instanceof Http1Error && e.code === 'closed' && !e.errno ? `${lease.node.name}: connection closed mid-answer` : `${lease.node.name}: connection lost (${e instanceof Http1Error ? (e.errno ?? e.message) : e.message})`);

@@ -32,7 +32,8 @@ export class ClusterError extends Error {
 /** A streamed answer that broke after its first byte reached the client. */
 export class StreamBrokenError extends Error {
   constructor(
-    readonly reason: 'reset' | 'malformed' | 'stall' | 'no_done' | 'upstream_error',
+    /** `client_stalled`: the client stopped reading; nothing is wrong with the node. */
+    readonly reason: 'reset' | 'malformed' | 'stall' | 'no_done' | 'upstream_error' | 'client_stalled',
     message: string,
   ) {
     super(message);

@@ -129,12 +129,13 @@ export class Http1Response {
     this.handler = undefined;
     this.queued = [];
     if (!this.ended) this.conn.destroy();
-    if (err && h && !this.complete) h.error(err);
+    // A handler still set has not heard the end yet (the body may be complete but queued).
+    if (err && h) h.error(err);
   }
 
   /**
    * No more interest in the body: the rest is read and thrown away so the connection can be
-   * reused, or the connection is dropped if the end does not come within `limitMs`.
+   * reused, or the connection is dropped after `limitMs` without a byte.
    */
   discard(limitMs: number): void {
     this.dropped = true;
@@ -533,6 +534,9 @@ export class Http1Pool {
    */
   request(r: Http1Request, signal?: AbortSignal): Promise<Http1Response> {
     if (signal?.aborted) return Promise.reject(new Http1Error('aborted', 'client went away'));
+    // A line break in the path or a header would end it early and let the rest pose as headers.
+    const bad = /[\r\n\0 ]/.test(r.path) ? 'path' : Object.keys(r.headers).find((k) => /[\r\n\0:]/.test(k) || /[\r\n\0]/.test(r.headers[k]));
+    if (bad) return Promise.reject(new Http1Error('malformed', `the request's ${bad === 'path' ? 'path' : `header ${bad}`} holds a line break, NUL or other character not allowed there`));
     const c = (!r.fresh && this.idle.pop()) || this.open(r.connectTimeoutMs);
     const p = c.send(r);
     if (!signal) return p;

@@ -16,8 +16,8 @@ export interface GetResult {
 
 // Probes run every few seconds per node, so their connections are kept open between polls.
 const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo' }),
-  'https:': new https.Agent({ keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo' }),
+  'http:': new http.Agent({ keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo', timeout: 5000 }),
+  'https:': new https.Agent({ keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo', timeout: 5000 }),
 };
 
 /**

@@ -104,6 +104,8 @@ function checkNode(n: unknown, where: string): StaticNode {
   for (const k of ['api_key', 'name'] as const) {
     if (n[k] !== undefined && (typeof n[k] !== 'string' || n[k] === '')) throw new ConfigError(`${where}: "${k}" must be a non-empty string`);
   }
+  // Sent in a header: a pasted key with a trailing newline would break every request to the node.
+  if (typeof n.api_key === 'string' && /[\x00-\x1f\x7f]/.test(n.api_key)) throw new ConfigError(`${where}: "api_key" holds a control character (a line break?)`);
   if (n.kind !== undefined && !NODE_KINDS.includes(n.kind as string)) {
     throw new ConfigError(`${where}: invalid "kind" ${JSON.stringify(n.kind)}: expected one of ${NODE_KINDS.join(', ')}`);
   }

@@ -37,6 +37,12 @@ export async function startSimHost(nodes: SimNodeOptions[]): Promise<SimHost> {
     child.send({ nodes });
   });
   child.on('message', (r: Reply) => waiting.get(r.id)?.(r));
+  // A child gone (or its channel closed) answers nothing more: fail what waits rather than hang.
+  const gone = (why: string) => {
+    for (const [id, answer] of waiting) answer({ id, ok: false, error: `sim host ${why}` });
+  };
+  child.on('exit', (code, signal) => gone(`exited (${signal ?? code})`));
+  child.on('error', (e) => gone(`failed: ${e.message}`));
   const ask = <T>(c: Command, timeoutMs = 30_000): Promise<T> =>
     new Promise((resolve, reject) => {
       const id = ++next;
@@ -50,6 +56,7 @@ export async function startSimHost(nodes: SimNodeOptions[]): Promise<SimHost> {
         if (r.ok) resolve(r.value as T);
         else reject(new Error(r.error));
       });
+      if (!child.connected) return waiting.get(id)!({ id, ok: false, error: 'sim host is gone' });
       child.send({ ...c, id });
     });
   return {
@@ -60,7 +67,7 @@ export async function startSimHost(nodes: SimNodeOptions[]): Promise<SimHost> {
     kill: (node) => ask<void>({ cmd: 'kill', node }),
     close: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
         child.once('exit', () => {
           clearTimeout(timer);

@@ -728,6 +728,30 @@ describe('pause and resume', () => {
 // ---- destroy, discard, abort ---------------------------------------------------------------
 
 describe('destroy, discard and abort', () => {
+  it('destroy(err) reaches a paused handler whose body arrived whole but is still queued', async () => {
+    const srv = await fixedServer(head(200, TE) + chunked('one', 'two'));
+    const res = await get(pool(srv.url));
+    res.pause();
+    const events: string[] = [];
+    res.read({ data: (b) => events.push(b.toString()), end: () => events.push('END'), error: (e) => events.push(`ERROR ${e.message}`) });
+    await sleep(30);
+    expect(res.complete).toBe(true);
+    expect(events).toEqual([]);
+    res.destroy(new Error('client went away'));
+    expect(events).toEqual(['ERROR client went away']);
+    res.resume();
+    expect(events).toEqual(['ERROR client went away']);
+  });
+
+  it('refuses a header value or path with a line break before opening a connection', async () => {
+    const srv = await fixedServer(head(200, 'Content-Length: 0'));
+    const p = pool(srv.url);
+    expect(await codeOf(get(p, { headers: { Authorization: 'Bearer key\r\nX-Injected: 1' } }))).toBe('malformed');
+    expect(await codeOf(get(p, { path: '/v1/models HTTP/1.1\r\nX: y' }))).toBe('malformed');
+    await sleep(20);
+    expect(srv.peers.length).toBe(0);
+  });
+
   it('destroy(err) mid-body hands err to the body handler and closes the connection', async () => {
     const srv = await rawServer((_req, peer) => void peer.socket.write(head(200, TE) + chunked('one', 'two').replace('0\r\n\r\n', '')));
     const p = pool(srv.url);

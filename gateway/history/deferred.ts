@@ -18,11 +18,20 @@ export async function openHistoryWhenNeeded(opts: HistoryOptions, onOpen: (h: Hi
   fs.mkdirSync(opts.dir, { recursive: true });
   fs.accessSync(opts.dir, fs.constants.W_OK);
   let inner: History | undefined;
+  let failed: Error | undefined;
   let closed = false;
   const get = (): History => {
     if (closed) throw new Error('the history store is closed');
+    if (failed) throw failed;
     if (!inner) {
-      inner = openHistorySync(opts);
+      try {
+        inner = openHistorySync(opts);
+      } catch (e) {
+        // Remembered: a store that cannot open (say, no lmdb build for this machine) will not
+        // open on the next request either, and each try would cost a synchronous open.
+        failed = new Error(`the history store in ${opts.dir} could not be opened: ${(e as Error).message}`);
+        throw failed;
+      }
       onOpen(inner);
       // Nothing old to prune in a store that did not exist at start; the store's own timer
       // keeps pruning from here on.

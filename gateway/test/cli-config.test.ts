@@ -50,6 +50,7 @@ describe('configuration: defaults, then file, then HEARTH_* variables, then flag
     ['a bad enum', 'log = "loud"\n', /"log": expected one of silent, error, info, debug/],
     ['a bad node URL', '[[nodes]]\nurl = "ftp://x"\n', /nodes\[0\]: invalid "url"/],
     ['a bad node key', '[[nodes]]\nurl = "http://x:1"\nkey = "k"\n', /unknown key "key"; allowed: url, api_key, name, kind/],
+    ['a node key with a line break', '[[nodes]]\nurl = "http://x:1"\napi_key = "k\\n"\n', /nodes\[0\]: "api_key" holds a control character/],
     ['invalid TOML', 'port = = 1\n', /not valid TOML/],
   ])('stops at %s with a message naming it', (_n, text, msg) => {
     const file = join(tmp(), 'c.toml');

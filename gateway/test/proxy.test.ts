@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node.ts';
@@ -307,6 +308,37 @@ describe('failures after the first byte end the stream with an error event and n
         }
       })(),
     ).rejects.toThrow(/interrupted/);
+  });
+});
+
+describe('a client that stops reading', () => {
+  it('is cut after the stall limit without blaming the node or continuing elsewhere', async () => {
+    const a = await sim({ models: ['m1'] });
+    const b = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: a.url }, { url: b.url }], timeouts: { stall_ms: 300 } });
+    // A raw client that sends its request and never reads: Hearth's writes back up, it stops
+    // reading the node, and the silence that follows is the client's.
+    const body = JSON.stringify(chatBody('m1', { stream: true, max_tokens: 100_000 }));
+    const { port } = new URL(h.url);
+    const sock = net.connect(Number(port), '127.0.0.1', () => {
+      sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      sock.pause();
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (a.stats.started + b.stats.started === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // Within the stall limit (plus slack), the node's generation is stopped...
+      expect(await a.idle(5_000)).toBe(true);
+      expect(await b.idle(5_000)).toBe(true);
+      // ...and nothing is continued on the other node (it would start within milliseconds).
+      await new Promise((r) => setTimeout(r, 300));
+      expect(a.stats.started + b.stats.started).toBe(1);
+    } finally {
+      sock.destroy();
+    }
+    // The node is still used as usual.
+    const res = await post(`${h.api}/chat/completions`, chatBody('m1', { max_tokens: 3 }));
+    expect(res.status).toBe(200);
   });
 });
 
