@@ -114,6 +114,8 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
   const llama = llamaAvailable() ? await llamaRun(rounds) : undefined;
   if (!llama) say(`real llama-server: skipped (${llamaMissing})`);
 
+  const floor = { bare: await nodeRssMiB(''), undici: await nodeRssMiB('globalThis.Request;') };
+
   // --- report
   md.push(`## overhead\n\n${runHeader(o.command)}`);
   md.push(
@@ -180,7 +182,9 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
       table(
         ['node', 'Hearth VmHWM MiB (fresh process, after c1 + c64)', 'nginx worker VmHWM MiB (whole run so far)', 'bare node:http pipe VmHWM MiB (whole run so far)'],
         blocks.map((b) => [b.label, fmt(b.hearthHwmKb / 1024, 1), fmt(b.nginxHwmKb / 1024, 1), fmt(b.bareHwmKb / 1024, 1)]),
-      ),
+      ) +
+      `\n\nWhat any Node.js gateway starts from, measured now with the same Node flags: an idle \`node\` process ${fmt(floor.bare, 1)} MiB RSS; ` +
+      `the same after reading \`globalThis.Request\`, which loads Node's bundled undici (@hono/node-server does this when it is imported), ${fmt(floor.undici, 1)} MiB.`,
   );
 
   if (llama) {
@@ -276,6 +280,18 @@ async function speedBlock(label: string, model: string, urls: Record<Via, string
     if (bad) say(`   e.g. ${v}: status ${bad.status}, done ${bad.done}, chunks ${bad.chunkTimes.length}, ${bad.error ?? ''}`);
   }
   return { label, c1, c64, hearthHwmKb, nginxHwmKb, bareHwmKb };
+}
+
+/** RSS of a fresh `node` (with Hearth's flags) that runs `code` and idles a moment: the floor under any Node.js gateway. */
+async function nodeRssMiB(code: string): Promise<number> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn(process.execPath, [...NODE_FLAGS, '-e', `${code} setTimeout(() => process.stdout.write(String(process.memoryUsage().rss)), 300);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let s = '';
+    p.stdout!.on('data', (b) => (s += b));
+    p.once('exit', () => resolve(s));
+    p.once('error', reject);
+  });
+  return Number(out) / 1024 / 1024;
 }
 
 /** Spawn to "port accepts", `n` times, each a fresh Hearth with no nodes. */
