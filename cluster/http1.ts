@@ -200,11 +200,12 @@ class Connection {
     connectTimeoutMs: number,
     private readonly onFree: (c: Connection) => void,
     private readonly onGone: (c: Connection) => void,
+    tlsOptions?: tls.ConnectionOptions,
   ) {
     const host = origin.hostname.replace(/^\[|\]$/g, '');
     const port = Number(origin.port) || (origin.protocol === 'https:' ? 443 : 80);
     if (origin.protocol === 'https:') {
-      this.socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host });
+      this.socket = tls.connect({ ...tlsOptions, host, port, servername: net.isIP(host) ? undefined : host });
       this.socket.on('data', (b: Buffer) => this.bytes(b));
     } else {
       this.socket = net.connect({
@@ -512,6 +513,8 @@ export interface PoolOptions {
   maxIdle: number;
   /** An idle connection is closed after this long (servers close theirs after a few seconds). */
   idleMs: number;
+  /** For https origins: extra TLS options, such as the CA of a node's own certificate. */
+  tls?: tls.ConnectionOptions;
 }
 
 /** Keep-alive connections to one origin, reused most-recent first. */
@@ -572,6 +575,7 @@ export class Http1Pool {
         const i = this.idle.indexOf(gone);
         if (i >= 0) this.idle.splice(i, 1);
       },
+      this.opts.tls,
     );
     this.all.add(c);
     return c;

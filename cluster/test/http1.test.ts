@@ -1,4 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
@@ -996,5 +1001,57 @@ describe('malformed and broken answers', () => {
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
     }
     expect([...outcomes.keys()].every((o) => /^(body|body error (closed|malformed)|rejected (closed|malformed))$/.test(o)), JSON.stringify([...outcomes])).toBe(true);
+  });
+});
+
+describe('https', () => {
+  /** A self-signed certificate for 127.0.0.1, made with openssl; undefined where openssl is missing. */
+  function selfSigned(): { key: string; cert: string } | undefined {
+    const dir = mkdtempSync(join(tmpdir(), 'hearth-tls-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    } catch {
+      return undefined;
+    }
+    return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8') };
+  }
+
+  async function httpsServer(pair: { key: string; cert: string }, handler: http.RequestListener): Promise<{ url: string; connections(): number }> {
+    let connections = 0;
+    const srv = https.createServer(pair, handler);
+    srv.on('secureConnection', () => connections++);
+    srv.listen(0, HOST);
+    await once(srv, 'listening');
+    cleanups.push(() => new Promise((r) => srv.close(r)), () => srv.closeAllConnections());
+    return { url: `https://${HOST}:${(srv.address() as net.AddressInfo).port}`, connections: () => connections };
+  }
+
+  const pair = selfSigned();
+
+  it.skipIf(!pair)('streams a chunked answer over TLS, with pause and resume, and reuses the connection', async () => {
+    const srv = await httpsServer(pair!, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      let i = 0;
+      const tick = () => (i < 5 ? (res.write(`data: ${i++}\n\n`), setTimeout(tick, 5)) : res.end('data: [DONE]\n\n'));
+      tick();
+    });
+    const p = pool(srv.url, { maxIdle: 4, idleMs: 2000, tls: { ca: pair!.cert } });
+    for (let round = 0; round < 2; round++) {
+      const res = await get(p);
+      res.pause();
+      setTimeout(() => res.resume(), 30);
+      expect((await readAll(res)).body.toString()).toBe('data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: [DONE]\n\n');
+      await sleep(5);
+    }
+    expect(srv.connections()).toBe(1);
+  });
+
+  it.skipIf(!pair)('fails with a clear connect error when the certificate is not trusted', async () => {
+    const srv = await httpsServer(pair!, (_req, res) => res.end('hi'));
+    const err = await within(get(pool(srv.url)).then(() => undefined, (e: Http1Error) => e));
+    expect(err).toBeInstanceOf(Http1Error);
+    expect(err!.code).toBe('connect');
+    expect(err!.message).toMatch(/SELF_SIGNED|certificate/i);
   });
 });
