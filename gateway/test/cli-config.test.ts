@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -148,6 +148,20 @@ describe('memory', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, ...extra }),
     }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+  it('never calls fetch in the process (its first use costs a 40 MB peak)', () => {
+    const offenders: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) {
+          if (e.name !== 'test' && e.name !== 'node_modules') walk(p);
+        } else if (p.endsWith('.ts') && /\bfetch\(/.test(readFileSync(p, 'utf8'))) offenders.push(p);
+      }
+    };
+    for (const top of ['gateway', 'cluster', 'web-min']) walk(join(ROOT, top));
+    expect(offenders).toEqual([]);
+  });
 
   it.runIf(process.platform === 'linux')('loads lmdb only once there is history to keep, and at start when there is history on disk', async () => {
     const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
