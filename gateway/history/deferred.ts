@@ -6,7 +6,7 @@ import { openHistory, openHistorySync, type History, type HistoryOptions } from 
  * The history store, opened at start when there is history on disk (so that answers cut by the
  * last shutdown are marked interrupted and old ones pruned at once), and otherwise only when
  * something first uses it: a gateway serving the API alone, with no `store: true` and no chat,
- * never loads lmdb, which is about a fifth of Hearth's memory. `onOpen` runs once it is open.
+ * never loads lmdb (about 6 MB of resident memory). `onOpen` runs once it is open.
  */
 export async function openHistoryWhenNeeded(opts: HistoryOptions, onOpen: (h: History) => void): Promise<History> {
   if (fs.existsSync(path.join(opts.dir, 'data.mdb'))) {

@@ -912,7 +912,7 @@ function defaultMapSize(): number {
 export function openHistorySync(opts: HistoryOptions): History {
   fs.mkdirSync(opts.dir, { recursive: true });
   // Loaded here rather than imported at the top, so that a process with no history to keep
-  // never pays for lmdb (about 14 MB of resident memory): see openHistoryWhenNeeded.
+  // never pays for lmdb (about 6 MB of resident memory): see openHistoryWhenNeeded.
   const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
   const env = open({
     path: opts.dir,
