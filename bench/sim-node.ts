@@ -94,6 +94,8 @@ export interface SimRequestLog {
   path: string;
   headers: Record<string, string | string[] | undefined>;
   body: any;
+  /** The body exactly as received. */
+  raw: string;
 }
 
 export interface SimStats {
@@ -894,7 +896,7 @@ export async function startSimNode(opts: SimNodeOptions = {}): Promise<SimNode> 
           bad = true;
         }
       }
-      requests.push({ method, path, headers: req.headers, body });
+      requests.push({ method, path, headers: req.headers, body, raw });
       if (requests.length > 1000) requests.splice(0, requests.length - 1000);
       route(req, res, method, path, body, bad);
     });

@@ -26,6 +26,12 @@ export interface CompletionRequest {
   model: string;
   /** The client's JSON body; unknown fields pass through untouched. */
   body: Record<string, unknown>;
+  /**
+   * The body as the client sent it, forwarded byte for byte while the request is unchanged (no
+   * alias, fallback or continuation): large integers, key order and all stay exactly as sent,
+   * and the body is not serialised again.
+   */
+  raw?: Buffer;
   signal: AbortSignal;
 }
 
@@ -139,7 +145,7 @@ export class Dispatcher {
       if (req.signal.aborted || cut.reason === 'client_stalled' || !answer.continuable || answer.leg > this.opts.retries) return sink.fail(cut);
       // Only servers known to continue a trailing assistant message can take a partial answer.
       const needsPrefill = answer.content !== '';
-      const next: CompletionRequest = { ...served, body: answer.continuationBody(served.body) };
+      const next: CompletionRequest = { ...served, raw: undefined, body: answer.continuationBody(served.body) };
       try {
         broken = await this.attempts(next, answer.failedNodes, (lease, res, t0) => this.pump(next, lease, res, t0, sink, answer), needsPrefill ? (n) => n.kind === 'llama.cpp' : undefined);
       } catch {
@@ -155,7 +161,8 @@ export class Dispatcher {
     let first: ClusterError | undefined;
     for (const model of chain) {
       try {
-        return await run({ ...req, model, body: { ...req.body, model } });
+        const same = model === req.model && req.body.model === model;
+        return await run({ ...req, model, body: same ? req.body : { ...req.body, model }, raw: same ? req.raw : undefined });
       } catch (e) {
         if (!(e instanceof ClusterError) || !fallbackApplies(e)) throw e;
         first ??= e;
@@ -171,7 +178,7 @@ export class Dispatcher {
     consume: (lease: Lease, res: UpstreamResponse, t0: number) => Promise<T>,
     filter?: PickRequest['filter'],
   ): Promise<T> {
-    const body = Buffer.from(JSON.stringify(req.body));
+    const body = req.raw ?? Buffer.from(JSON.stringify(req.body));
     const b = req.body;
     const tokens = [b.max_tokens, b.max_completion_tokens, b.n_predict].find((v): v is number => typeof v === 'number' && v > 0);
     let key: string | undefined | null = null;

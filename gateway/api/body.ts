@@ -12,6 +12,11 @@ const tooLarge = (limit: number) =>
  * and 400 for anything that is not JSON.
  */
 export async function readJson(c: Context<{ Bindings: HttpBindings }>, limit: number): Promise<unknown> {
+  return (await readJsonWithBytes(c, limit)).value;
+}
+
+/** As readJson, with the bytes as received (so that an unchanged body can be forwarded as is). */
+export async function readJsonWithBytes(c: Context<{ Bindings: HttpBindings }>, limit: number): Promise<{ value: unknown; bytes: Buffer }> {
   const incoming = c.env.incoming;
   const declared = incoming.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
@@ -34,7 +39,7 @@ export async function readJson(c: Context<{ Bindings: HttpBindings }>, limit: nu
     incoming.on('error', reject);
   });
   try {
-    return JSON.parse(body.toString('utf8'));
+    return { value: JSON.parse(body.toString('utf8')), bytes: body };
   } catch {
     throw badRequest('The request body is not valid JSON.', null, 'invalid_json');
   }

@@ -5,7 +5,7 @@ import type { Context } from 'hono';
 import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
 import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
-import { readJson } from './body.ts';
+import { readJsonWithBytes } from './body.ts';
 import { ApiError, errorResponse, fromClusterError } from './errors.ts';
 import { validateBody, type Endpoint } from './validate.ts';
 
@@ -35,10 +35,13 @@ export interface CompletionDeps {
 export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
   return async (c: Context<{ Bindings: HttpBindings }>) => {
     let body: Record<string, unknown>;
+    let raw: Buffer;
     let model: string;
     let stream: boolean;
     try {
-      body = (await readJson(c, deps.bodyLimit)) as Record<string, unknown>;
+      const got = await readJsonWithBytes(c, deps.bodyLimit);
+      body = got.value as Record<string, unknown>;
+      raw = got.bytes;
       ({ model, stream } = validateBody(endpoint, body));
     } catch (e) {
       if (e instanceof ApiError) return errorResponse(c, e);
@@ -49,7 +52,7 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
     out.once('close', () => {
       if (!out.writableFinished) abort.abort();
     });
-    const req = { path: PATHS[endpoint], model, body, signal: abort.signal };
+    const req = { path: PATHS[endpoint], model, body, raw, signal: abort.signal };
     let observer: StreamObserver | undefined;
     try {
       observer = deps.observe?.(endpoint, body);

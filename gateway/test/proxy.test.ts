@@ -55,6 +55,21 @@ describe('streaming pass-through', () => {
     expect(seen.headers.authorization).toBe('Bearer node-key');
   });
 
+  it('forwards the body byte for byte while it is unchanged, and rewrites only the model for an alias', async () => {
+    const n = await sim({ models: ['long-model-id'] });
+    const h = await gateway({ nodes: [{ url: n.url }], routing: { aliases: { short: 'long-model-id' } } });
+    // A seed beyond 2^53 and the client's own key order and spacing survive only if nothing
+    // parses and re-serialises the body on the way.
+    const sent = (model: string) => `{ "seed": 18446744073709551615, "model": "${model}",  "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3 }`;
+    const last = () => n.requests.filter((r) => r.path.endsWith('/chat/completions')).at(-1)!;
+    let res = await post(`${h.api}/chat/completions`, sent('long-model-id'));
+    expect(res.status).toBe(200);
+    expect(last().raw).toBe(sent('long-model-id'));
+    res = await post(`${h.api}/chat/completions`, sent('short'));
+    expect(res.status).toBe(200);
+    expect(last().body.model).toBe('long-model-id');
+  });
+
   it.each([
     ['CRLF line ends', { lineEnding: '\r\n' as const }],
     ['ping comment lines', { pingEveryMs: 5, ttftMs: 40 }],
