@@ -154,7 +154,7 @@ export class Balancer {
     if (cands.length === 0 && !this.mayRecover(req)) return Promise.reject(this.noNode(req));
     if (this.opts.policy !== 'hearth' && cands.length > 0) return Promise.resolve(this.lease(this.pickBaseline(req), req));
     if (this.queue.length === 0) {
-      const node = this.pickNow(req);
+      const node = this.pickNow(req, cands);
       if (node) return Promise.resolve(this.lease(node, req));
     }
     if (this.queue.length >= this.opts.queueSize) {
@@ -259,10 +259,9 @@ export class Balancer {
    * The node with the least expected completion time, if it has a free slot now; `null` when the
    * request is better off waiting (for a faster node to free up, or for any slot at all).
    */
-  private pickNow(req: PickRequest): NodeInfo | null {
-    const now = Date.now();
-    const cands = this.candidates(req, now);
+  private pickNow(req: PickRequest, cands: NodeInfo[]): NodeInfo | null {
     if (cands.length === 0) return null;
+    const now = Date.now();
     const etas = new Map<NodeInfo, number>();
     let best: NodeInfo | undefined;
     let bestEta = Infinity;

@@ -74,9 +74,4 @@ export class Breakers {
     const s = this.states.get(id);
     if (s) s.trialInFlight = false;
   }
-
-  isOpen(id: string, now = Date.now()): boolean {
-    const s = this.states.get(id);
-    return !!s && s.failures >= this.opts.threshold && now < s.openUntil;
-  }
 }

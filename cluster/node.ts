@@ -1,6 +1,7 @@
 /** What the cluster knows about one inference backend (a server, or a whole exo cluster). */
 
-export type NodeKind = 'llama.cpp' | 'exo' | 'ollama' | 'lmstudio' | 'openai';
+export const NODE_KINDS = ['llama.cpp', 'exo', 'ollama', 'lmstudio', 'openai'] as const;
+export type NodeKind = (typeof NODE_KINDS)[number];
 
 /** Where a node was learned. A node can be known from several sources at once. */
 export type NodeSource = 'static' | 'mdns' | 'probe' | 'exo' | 'agent';

@@ -5,9 +5,10 @@ export interface GetOptions {
   timeoutMs: number;
   headers?: Record<string, string>;
   signal?: AbortSignal;
-  /** Larger answers are refused (a probe never needs much). */
-  maxBytes?: number;
 }
+
+/** Larger answers are refused: a probe never needs much (exo's /state is the largest). */
+const MAX_BYTES = 8 * 1024 * 1024;
 
 export interface GetResult {
   status: number;
@@ -42,7 +43,6 @@ function once(href: string, o: GetOptions, keepAlive: boolean): Promise<GetResul
     }
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || o.signal?.aborted) return resolve(null);
     const mod = url.protocol === 'https:' ? https : http;
-    const max = o.maxBytes ?? 8 * 1024 * 1024;
     let settled = false;
     const finish = (v: GetResult | null | 'stale') => {
       if (settled) return;
@@ -56,7 +56,7 @@ function once(href: string, o: GetOptions, keepAlive: boolean): Promise<GetResul
       let size = 0;
       res.on('data', (b: Buffer) => {
         size += b.length;
-        if (size > max) {
+        if (size > MAX_BYTES) {
           req.destroy();
           finish(null);
         } else parts.push(b);

@@ -64,7 +64,8 @@ export class SpeedBook {
 
   private extreme(map: Map<string, Ewma>, model: string, pick: (a: number, b: number) => number): number | undefined {
     let out: number | undefined;
-    for (const [k, e] of map) if (k.endsWith(`\u0000${model}`)) out = out === undefined ? e.value : pick(out, e.value);
+    const suffix = `\u0000${model}`;
+    for (const [k, e] of map) if (k.endsWith(suffix)) out = out === undefined ? e.value : pick(out, e.value);
     return out;
   }
 }

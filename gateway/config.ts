@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
-import { splitNodeUrl, type NodeKind } from '../cluster/node.ts';
+import { NODE_KINDS, splitNodeUrl, type NodeKind } from '../cluster/node.ts';
 import { SETTINGS, SETTING_BY_KEY, type Setting } from './config-schema.ts';
 
 export interface StaticNode {
@@ -39,7 +39,6 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
-const NODE_KINDS = ['llama.cpp', 'exo', 'ollama', 'lmstudio', 'openai'];
 
 /** A value from the file (typed) or from the environment/flags (text), checked against its setting. */
 function coerce(s: Setting, raw: unknown, from: string): unknown {
@@ -106,7 +105,7 @@ function checkNode(n: unknown, where: string): StaticNode {
   }
   // Sent in a header: a pasted key with a trailing newline would break every request to the node.
   if (typeof n.api_key === 'string' && /[\x00-\x1f\x7f]/.test(n.api_key)) throw new ConfigError(`${where}: "api_key" holds a control character (a line break?)`);
-  if (n.kind !== undefined && !NODE_KINDS.includes(n.kind as string)) {
+  if (n.kind !== undefined && !(NODE_KINDS as readonly unknown[]).includes(n.kind)) {
     throw new ConfigError(`${where}: invalid "kind" ${JSON.stringify(n.kind)}: expected one of ${NODE_KINDS.join(', ')}`);
   }
   return n as unknown as StaticNode;

@@ -186,13 +186,9 @@ export class Supervisor extends EventEmitter<{ state: [StateChange]; line: [stri
     const waiters = this.exitWaiters;
     this.exitWaiters = [];
     const clean = exitCode === 0 && !signal;
-    if (this.stopping) {
-      this.set(clean ? 'exited' : 'crashed', { exitCode, signal: signal || undefined });
-      waiters.forEach((w) => w());
-      return;
-    }
     this.set(clean ? 'exited' : 'crashed', { exitCode, signal: signal || undefined });
     waiters.forEach((w) => w());
+    if (this.stopping) return;
     if (clean && !this.o.restartOnCleanExit) {
       this.set('stopped', {});
       return;

@@ -1,5 +1,5 @@
 import type { Registry } from '../registry.ts';
-import type { NodeKind, NodeSource } from '../node.ts';
+import { NODE_KINDS, type NodeSource } from '../node.ts';
 import { detectNode, type ProbeResult } from '../kinds.ts';
 import { MdnsSocket, type MdnsOptions } from './mdns.ts';
 import { ServiceBrowser, DEFAULT_SERVICE_TYPES, type BrowserOptions, type FoundService } from './browse.ts';
@@ -11,7 +11,6 @@ import { hostPort, isIPv4, isLocalAddress, isPrivateAddress, localAddresses, str
 export { isPrivateAddress } from './addresses.ts';
 export { DEFAULT_SERVICE_TYPES } from './browse.ts';
 
-const KINDS: NodeKind[] = ['llama.cpp', 'exo', 'ollama', 'lmstudio', 'openai'];
 
 export interface DiscoveryOptions {
   /** DNS-SD service types to browse; default {@link DEFAULT_SERVICE_TYPES}. */
@@ -135,7 +134,7 @@ export async function startDiscovery(registry: Registry, opts: DiscoveryOptions 
     const ac = new AbortController();
     resolving.set(svc.fqdn, ac);
     const apiPath = normPath(svc.txt.path);
-    const hint = KINDS.find((k) => k === svc.txt.kind);
+    const hint = NODE_KINDS.find((k) => k === svc.txt.kind);
     const baseUrl = `http://${hostPort(ip, svc.port)}`;
     const r = await detect(baseUrl, { timeoutMs, apiPath, hint, signal: ac.signal }).catch(() => null);
     if (ac.signal.aborted) return;
