@@ -54,14 +54,14 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   );
   app.get('/favicon.ico', (c) => c.body(null, 204, { 'Cache-Control': 'public, max-age=86400' }));
 
-  app.use(async (c, next) => {
-    if (c.req.method !== 'POST') return next();
-    const max = c.req.path === '/import' ? IMPORT_MAX_BYTES : FORM_MAX_BYTES;
-    return bodyLimit({
+  const limitTo = (max: number) =>
+    bodyLimit({
       maxSize: max,
       onError: (cc) => errorPage(cc as Context<WebEnv>, 413, 'Too large', `What was sent is larger than ${Math.round(max / 1024)} KiB.`),
-    })(c, next);
-  });
+    });
+  const importLimit = limitTo(IMPORT_MAX_BYTES);
+  const formLimit = limitTo(FORM_MAX_BYTES);
+  app.use((c, next) => (c.req.method !== 'POST' ? next() : (c.req.path === '/import' ? importLimit : formLimit)(c, next)));
   app.use(accessGuard(sessions));
   app.use(csrfGuard(secret, (c) => sessions.current(c) ?? ''));
 

@@ -2,11 +2,12 @@
 // SameSite=Strict) that lasts `sessionDays`; logout revokes it. Without a password: only clients
 // on loopback or a private network are served.
 
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { Hono } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { isPrivateAddress } from '../cluster/discovery/addresses.ts';
+import { keyChecker } from '../gateway/auth.ts';
 import { remoteAddress } from '../gateway/remote.ts';
 import { isHttps, safeEqual } from './csrf.ts';
 import { html } from './html.ts';
@@ -49,12 +50,11 @@ export class Sessions {
     return sid;
   }
 
+  /** Constant-time, like the API's keys; false when no password is set. */
   checkPassword(given: string): boolean {
-    // Hashing first gives equal lengths, so the comparison takes the same time whatever was typed.
-    const a = createHash('sha256').update(given).digest();
-    const b = createHash('sha256').update(this.password ?? '').digest();
-    return timingSafeEqual(a, b) && this.enabled;
+    return (this.passwordCheck ??= keyChecker(this.enabled ? [this.password!] : []))(given);
   }
+  private passwordCheck: ((given: string) => boolean) | undefined;
 
   /** At most 10 wrong passwords a minute, for the whole gateway. */
   throttled(): boolean {

@@ -29,8 +29,21 @@ privateNets.addSubnet('fc00::', 7, 'ipv6');
 privateNets.addSubnet('fe80::', 10, 'ipv6');
 
 /** True for private addresses (also IPv4-mapped ones); anything else, or unparsable, is public. */
+// Asked for every API request and chat page; a home network has few peers, and the BlockList
+// lookup allocates, so each answer is remembered.
+const privateCache = new Map<string, boolean>();
+
 export function isPrivateAddress(ip: string | undefined): boolean {
   if (!ip) return false;
+  let ok = privateCache.get(ip);
+  if (ok === undefined) {
+    if (privateCache.size >= 1024) privateCache.clear();
+    privateCache.set(ip, (ok = checkPrivate(ip)));
+  }
+  return ok;
+}
+
+function checkPrivate(ip: string): boolean {
   const bare = stripZone(ip);
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
   const addr = mapped ? mapped[1] : bare;

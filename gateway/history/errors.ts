@@ -1,30 +1,22 @@
-// Errors the history store throws on purpose. Callers map them to an OpenAI error on the API
-// and to a readable page in the chat.
-
-abstract class HistoryError extends Error {
-  abstract readonly code: string;
-}
+// Errors the history store throws on purpose. Callers map them (by class) to an OpenAI error on
+// the API and to a readable page in the chat. Names are spelled out: the bundle is minified.
 
 /** The disk holding the history (or LMDB's map) is full. Nothing already stored was changed. */
-export class HistoryFullError extends HistoryError {
+export class HistoryFullError extends Error {
   override readonly name = 'HistoryFullError';
-  readonly code = 'history_full';
 }
 
 /** The store on disk was written by a newer Hearth, or is not a Hearth store. */
-export class HistoryVersionError extends HistoryError {
+export class HistoryVersionError extends Error {
   override readonly name = 'HistoryVersionError';
-  readonly code = 'history_version';
 }
 
 /** A conversation, message or completion that does not exist. */
-export class HistoryNotFoundError extends HistoryError {
+export class HistoryNotFoundError extends Error {
   override readonly name = 'HistoryNotFoundError';
-  readonly code = 'not_found';
 }
 
 /** Input the store refuses (bad import file, bad id, ...). */
-export class HistoryInputError extends HistoryError {
+export class HistoryInputError extends Error {
   override readonly name = 'HistoryInputError';
-  readonly code = 'invalid_input';
 }

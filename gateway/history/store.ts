@@ -599,13 +599,22 @@ class LmdbHistory implements History {
       this.flushTimer = undefined;
       return;
     }
+    // One free-space check per flush, not one per live answer.
+    let full: Error | undefined;
+    let checked = false;
     for (const w of this.live) {
       if (!w.dirty || w.error) continue;
       w.dirty = false;
-      try {
-        this.guard('finish');
-      } catch (e) {
-        w.error = e as Error;
+      if (!checked) {
+        checked = true;
+        try {
+          this.guard('finish');
+        } catch (e) {
+          full = e as Error;
+        }
+      }
+      if (full) {
+        w.error = full;
         continue;
       }
       const msg: Message = { ...w.message, content: w.content, updatedAt: this.now() };
@@ -825,8 +834,9 @@ class LmdbHistory implements History {
     if (maxBytes && maxBytes > 0) {
       // Delete least recently updated conversations, a batch per commit, until under 90 %.
       for (let round = 0; round < 20; round++) {
-        const over = this.usedBytes() - maxBytes * 0.9;
-        if (over <= 0 || this.usedBytes() <= maxBytes) break;
+        const used = this.usedBytes();
+        if (used <= maxBytes) break;
+        const over = used - maxBytes * 0.9;
         const busy = this.busy();
         const batch: string[] = [];
         let freed = 0;
