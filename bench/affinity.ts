@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { llamaAvailable, llamaMissing, startLlama, type Llama } from './lib/llama.ts';
 import { keepAliveAgent, rng, streamChat } from './lib/load.ts';
-import { hasSetting, sleep, startHearth, waitReady } from './lib/proc.ts';
+import { sleep, startHearth, waitReady } from './lib/proc.ts';
 import { fmt, mean, median, runHeader, say, table, targetLine, writeSection } from './lib/report.ts';
 
 const CONVERSATIONS = 4;
@@ -42,15 +42,13 @@ async function metrics(l: Llama): Promise<{ prompt: number; predicted: number }>
   return { prompt: g('prompt_tokens_total'), predicted: g('tokens_predicted_total') };
 }
 
-async function runMode(affinity: boolean | undefined, seedBase: number, turns: number): Promise<{ turns: Turn[]; perNode: { prompt: number; requests: number }[] }> {
+async function runMode(affinity: boolean, seedBase: number, turns: number): Promise<{ turns: Turn[]; perNode: { prompt: number; requests: number }[] }> {
   // Fresh instances per mode: no prompt cache carried over from the other mode.
   // --cache-ram 0: no host-RAM prompt cache shared between slots, so a turn finds its prompt
   // cached only in the slot that served the conversation, as on a node with no RAM to spare.
   const llamaOpts = { parallel: PARALLEL, alias: 'tiny', ctx: 4096 * PARALLEL, extra: ['--cache-ram', '0'] };
   const llamas = [await startLlama(llamaOpts), await startLlama(llamaOpts)];
-  const settings: Record<string, boolean> = {};
-  if (affinity !== undefined) settings['routing.affinity'] = affinity;
-  const hearth = await startHearth({ nodes: llamas.map((l) => ({ url: l.url, kind: 'llama.cpp' })), settings });
+  const hearth = await startHearth({ nodes: llamas.map((l) => ({ url: l.url, kind: 'llama.cpp' })), settings: { 'routing.affinity': affinity } });
   const out: Turn[] = [];
   try {
     await waitReady(hearth.url);
@@ -86,13 +84,10 @@ export async function runAffinity(o: { command: string; quick?: boolean }): Prom
     return;
   }
   const turns = o.quick ? 3 : TURNS;
-  const have = hasSetting('routing.affinity');
-  const modes: { label: string; affinity: boolean | undefined }[] = have
-    ? [
-        { label: 'affinity on', affinity: true },
-        { label: 'affinity off', affinity: false },
-      ]
-    : [{ label: 'default (no routing.affinity setting in this build)', affinity: undefined }];
+  const modes = [
+    { label: 'affinity on', affinity: true },
+    { label: 'affinity off', affinity: false },
+  ];
   const results: { label: string; turns: Turn[]; perNode: { prompt: number; requests: number }[]; secs: number }[] = [];
   for (const [i, m] of modes.entries()) {
     say(`-- ${m.label}: ${CONVERSATIONS} conversations x ${turns} turns, 2 llama-server instances (--parallel ${PARALLEL})`);
@@ -145,7 +140,7 @@ export async function runAffinity(o: { command: string; quick?: boolean }): Prom
 
   const md = [
     header,
-    `Two real llama-server instances (tiny.gguf, alias \`tiny\`, \`--parallel ${PARALLEL}\`, \`-c ${8192 * PARALLEL}\`, host-RAM prompt cache off with \`--cache-ram 0\`, so only a slot's own cache can serve a follow-up turn), fresh for each mode, behind a fresh Hearth. ` +
+    `Two real llama-server instances (tiny.gguf, alias \`tiny\`, \`--parallel ${PARALLEL}\`, \`-c ${4096 * PARALLEL}\`, host-RAM prompt cache off with \`--cache-ram 0\`, so only a slot's own cache can serve a follow-up turn), fresh for each mode, behind a fresh Hearth. ` +
       `${CONVERSATIONS} conversations, each with its own system prompt of ~${SYSTEM_WORDS} words (~${SYSTEM_WORDS * 5} tokens: the tiny model spells most words byte by byte), ${turns} turns, sent one at a time and interleaved (A1 B1 C1 D1 A2 ...); each turn appends the previous answer (${ANSWER_TOKENS} tokens) and a new user message. ` +
       `TTFT measured by the client to the first content delta; \`prompt_n\`/\`cache_n\` from llama-server's \`timings\` on the last chunk; "mostly-cached" = cache_n > prompt_n. Turn 1 is a cold miss in every mode, so turns 2-${turns} are reported apart.`,
     table(head, summary.map((s) => s.row)),

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { expectedAnswer, type ChatMessage } from './sim-node.ts';
 import { startSimHost, type SimHost } from './lib/sim-host.ts';
 import { keepAliveAgent, rng, streamChat, type StreamResult } from './lib/load.ts';
-import { hasSetting, sleep, startHearth, waitReady } from './lib/proc.ts';
+import { sleep, startHearth, waitReady } from './lib/proc.ts';
 import { fmt, mean, quantile, runHeader, say, table, targetLine, writeSection, type Target } from './lib/report.ts';
 
 const SPEEDS = [200, 400, 800]; // tokens/s per stream: 1x, 2x, 4x
@@ -119,11 +119,10 @@ function startNodes(): Promise<SimHost> {
 
 type Policy = 'hearth' | 'round-robin' | 'least-connections';
 
-/** Runs the burst through a fresh Hearth with `policy` (undefined: Hearth's default, no setting written). */
-async function viaHearth(label: string, js: Job[], policy: Policy | undefined, killAfter?: number): Promise<RunResult> {
+/** Runs the burst through a fresh Hearth with `routing.policy = policy`. */
+async function viaHearth(label: string, js: Job[], policy: Policy, killAfter?: number): Promise<RunResult> {
   const nodes = await startNodes();
-  const settings: Record<string, string | number> = { 'routing.queue_size': 100_000, 'routing.queue_wait_ms': 600_000 };
-  if (policy) settings['routing.policy'] = policy;
+  const settings = { 'routing.queue_size': 100_000, 'routing.queue_wait_ms': 600_000, 'routing.policy': policy };
   const hearth = await startHearth({ nodes: nodes.urls.map((url) => ({ url, kind: 'llama.cpp' })), settings, log: 'info' });
   try {
     await waitReady(hearth.url);
@@ -142,28 +141,6 @@ async function viaHearth(label: string, js: Job[], policy: Policy | undefined, k
     return { label, ...r, perNode: (await nodes.stats()).map((s, k) => s.started - startedBefore[k]) };
   } finally {
     await hearth.stop();
-    await nodes.close();
-  }
-}
-
-/** The burst straight to the nodes, the client choosing the node (the baselines when Hearth has no `routing.policy`). */
-async function clientSide(label: string, js: Job[], policy: 'round-robin' | 'least-connections'): Promise<RunResult> {
-  const nodes = await startNodes();
-  try {
-    const agent = keepAliveAgent();
-    const inFlight = nodes.urls.map(() => 0);
-    let rr = 0;
-    const pick = () => {
-      let k = 0;
-      if (policy === 'round-robin') k = rr++ % nodes.urls.length;
-      else for (let x = 1; x < nodes.urls.length; x++) if (inFlight[x] < inFlight[k]) k = x;
-      inFlight[k]++;
-      return { url: nodes.urls[k], release: () => inFlight[k]-- };
-    };
-    const r = await burst(js, pick, agent);
-    agent.destroy();
-    return { label, ...r, perNode: (await nodes.stats()).map((s) => s.started) };
-  } finally {
     await nodes.close();
   }
 }
@@ -209,8 +186,7 @@ export async function runBalance(o: { command: string; quick?: boolean }): Promi
   const lengths = js.map((j) => j.tokens);
   const slotSpeeds = SPEEDS.flatMap((s) => Array(SLOTS).fill(s) as number[]);
   const orc = oracle(lengths, slotSpeeds);
-  const haveSetting = hasSetting('routing.policy');
-  say(`${js.length} requests, max_tokens ${Math.min(...lengths)}..${Math.max(...lengths)} (mean ${fmt(mean(lengths), 0)}, seed ${SEED}), nodes ${SPEEDS.join('/')} tok/s x ${SLOTS} slots; routing.policy ${haveSetting ? 'present' : 'absent: round-robin and least-connections run client-side'}`);
+  say(`${js.length} requests, max_tokens ${Math.min(...lengths)}..${Math.max(...lengths)} (mean ${fmt(mean(lengths), 0)}, seed ${SEED}), nodes ${SPEEDS.join('/')} tok/s x ${SLOTS} slots`);
 
   const runs: RunResult[] = [];
   const t = async (label: string, fn: () => Promise<RunResult>) => {
@@ -220,17 +196,10 @@ export async function runBalance(o: { command: string; quick?: boolean }): Promi
     runs.push(r);
     return r;
   };
-  const hearthRun = await t('hearth', () => viaHearth(haveSetting ? 'Hearth (routing.policy = "hearth")' : 'Hearth (current default balancer)', js, haveSetting ? 'hearth' : undefined));
-  let rrRun: RunResult;
-  let lcRun: RunResult;
-  if (haveSetting) {
-    rrRun = await t('round-robin', () => viaHearth('Hearth, routing.policy = "round-robin"', js, 'round-robin'));
-    lcRun = await t('least-connections', () => viaHearth('Hearth, routing.policy = "least-connections"', js, 'least-connections'));
-  } else {
-    rrRun = await t('round-robin (client-side)', () => clientSide('round-robin (client-side, direct to nodes)', js, 'round-robin'));
-    lcRun = await t('least-connections (client-side)', () => clientSide('least-connections (client-side, direct to nodes)', js, 'least-connections'));
-  }
-  const fault = await t('fault run', () => viaHearth(`fault: ${haveSetting ? 'policy hearth' : 'default balancer'}, node 2 killed`, js, haveSetting ? 'hearth' : undefined, Math.round(js.length * 0.3)));
+  const hearthRun = await t('hearth', () => viaHearth('Hearth (routing.policy = "hearth")', js, 'hearth'));
+  const rrRun = await t('round-robin', () => viaHearth('Hearth, routing.policy = "round-robin"', js, 'round-robin'));
+  const lcRun = await t('least-connections', () => viaHearth('Hearth, routing.policy = "least-connections"', js, 'least-connections'));
+  const fault = await t('fault run', () => viaHearth('fault: policy hearth, node 2 killed', js, 'hearth', Math.round(js.length * 0.3)));
 
   const orcMean = mean(orc.completions);
   const orcP95 = quantile(orc.completions, 0.95);
@@ -261,7 +230,7 @@ export async function runBalance(o: { command: string; quick?: boolean }): Promi
     `## balance\n\n${runHeader(o.command)}`,
     `Three simulated nodes (in one process of their own, so that the load generator starting 200 requests at once does not delay them) at ${SPEEDS.join(', ')} tokens/s per stream (1x, 2x, 4x), ${SLOTS} slots each, requests beyond the slots queue in the node (\`overflow: 'queue'\`), TTFT 0. ` +
       `Burst: ${js.length} streamed requests sent at once, max_tokens drawn uniformly from ${Math.min(...lengths) === MIN_TOKENS ? MIN_TOKENS : Math.min(...lengths)}..${o.quick ? 120 : MAX_TOKENS} with seed ${SEED} (total ${lengths.reduce((a, b) => a + b, 0)} tokens), each a distinct prompt. ` +
-      `Completion time = burst start to the end of the response. ${haveSetting ? 'Each policy is a fresh Hearth process with `routing.policy` set, after a warm-up of 12 requests (not counted).' : '`routing.policy` does not exist yet in this build: Hearth runs its current default balancer (warm-up of 12 requests, not counted); round-robin and least-connections are applied by the client going straight to the nodes.'} ` +
+      `Completion time = burst start to the end of the response. Each policy is a fresh Hearth process with \`routing.policy\` set, after a warm-up of 12 requests (not counted). ` +
       `Hearth has \`routing.queue_size = 100000\`, \`routing.queue_wait_ms = 600000\`.`,
     `Oracle: the optimal non-preemptive schedule for mean completion time knowing every length and speed in advance (exact, by the k/s matching of Q||ΣCj), using the node's pacing ((tokens-1)/speed per answer, no overheads); its mean is a true lower bound for any balancer on these nodes. Its p95 is that schedule's, not a bound. Makespan bound (total work / total capacity): ${fmt(orc.makespanBound)} s.`,
     table(head, rows),

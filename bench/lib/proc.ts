@@ -50,20 +50,6 @@ export function childPids(pid: number): number[] {
   }
 }
 
-let bundleSettings: Set<string> | undefined;
-/**
- * Whether the built bundle knows a setting (some are being added while these benchmarks exist):
- * asks `node dist/hearth.mjs --help`, which lists every setting, rather than the sources.
- */
-export function hasSetting(key: string): boolean {
-  if (!bundleSettings) {
-    const help = execFileSync(process.execPath, [BUNDLE, '--help'], { encoding: 'utf8' });
-    const m = /Every setting: ([^\n]+(?:\n[^\n]+)*?)\.\s*$/m.exec(help);
-    bundleSettings = new Set((m?.[1] ?? '').split(/,\s*/).map((x) => x.trim()));
-  }
-  return bundleSettings.has(key);
-}
-
 function tomlValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -189,7 +175,7 @@ export function stopChild(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
   });
 }
 
-/** Wait until Hearth says it can route (`/readyz`), then until every node is read once more. */
+/** Wait until Hearth says it can route (`/readyz`). */
 export async function waitReady(url: string, timeoutMs = 10_000): Promise<void> {
   const t0 = Date.now();
   for (;;) {
@@ -371,11 +357,6 @@ export async function startBareProxy(upstreams: string[]): Promise<BareProxyProc
   return {
     urls,
     pid: proc.pid!,
-    stop: () =>
-      new Promise((res) => {
-        if (proc.exitCode !== null) return res();
-        proc.once('exit', () => res());
-        proc.kill('SIGTERM');
-      }),
+    stop: () => stopChild(proc),
   };
 }

@@ -6,6 +6,7 @@
  */
 import { fork } from 'node:child_process';
 import { startSimNode, type SimNode, type SimNodeOptions, type SimStats } from '../sim-node.ts';
+import { stopChild } from './proc.ts';
 
 type Command = { cmd: 'stats' } | { cmd: 'idle'; timeoutMs: number } | { cmd: 'kill'; node: number };
 type Reply = { id: number; ok: boolean; value?: unknown; error?: string };
@@ -65,16 +66,7 @@ export async function startSimHost(nodes: SimNodeOptions[]): Promise<SimHost> {
     stats: () => ask<SimStats[]>({ cmd: 'stats' }),
     idle: (timeoutMs = 10_000) => ask<boolean>({ cmd: 'idle', timeoutMs }, timeoutMs + 5_000),
     kill: (node) => ask<void>({ cmd: 'kill', node }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
+    close: () => stopChild(child),
   };
 }
 

@@ -3,15 +3,13 @@
  * two private network namespaces joined by a veth pair (no traffic leaves this machine). Needs
  * root (`ip netns`) and the llama-server of ../shared/llama-rig; skipped with a message elsewhere.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LLAMA_SERVER as LLAMA, TINY_MODEL as MODEL, llamaAvailable, llamaMissing } from '../../bench/lib/llama.ts';
 import { NetLab, netnsUnavailable, REPO, type Proc } from './fixtures/netlab.ts';
 
-const LLAMA = path.join(REPO, '.rig/llama/bin/llama-server');
-const MODEL = path.resolve(REPO, '../shared/llama-rig/tiny.gguf');
-const why = netnsUnavailable() ?? (!fs.existsSync(LLAMA) || !fs.existsSync(MODEL) ? `no llama-server at ${LLAMA} or no model at ${MODEL} (run ../shared/llama-rig/install-llama-server.sh .rig/llama)` : null);
+const why = netnsUnavailable() ?? (llamaAvailable() ? null : llamaMissing);
 if (why) console.warn(`[agent-netns] skipped: ${why}`);
 
 const PORT = 18_100;

@@ -1,11 +1,12 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startSimNode } from '../../bench/sim-node.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { parseCli } from '../cli.ts';
+import { startBundle } from './harness.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BUNDLE = join(ROOT, 'dist/hearth.mjs');
@@ -102,7 +103,8 @@ describe('the bundle', () => {
     cpSync(join(ROOT, 'dist'), where, { recursive: true });
     const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
     const data = tmp();
-    const h = await startBundle(data, sim.url, join(where, 'hearth.mjs'));
+    const h = await startBundle({ data, node: sim.url, bundle: join(where, 'hearth.mjs') });
+    await h.ready();
     try {
       const url = h.url;
       const r = await fetch(`${url}/v1/chat/completions`, {
@@ -122,25 +124,6 @@ describe('the bundle', () => {
   });
 });
 
-/** The bundle in its own process, until it listens. */
-async function startBundle(data: string, node: string, bundle = BUNDLE) {
-  const proc = spawn(process.execPath, [bundle, '--host', '127.0.0.1', '--port', '0', '--data', data, '--node', node], {
-    cwd: dirname(bundle),
-    env: { PATH: process.env.PATH, HEARTH_DISCOVERY_ENABLED: 'false' },
-  });
-  const url = await new Promise<string>((res, rej) => {
-    let err = '';
-    proc.stderr.on('data', (b) => {
-      err += b;
-      const m = /listening on (http:\/\/\S+) /.exec(err);
-      if (m) res(m[1]);
-    });
-    proc.once('exit', () => rej(new Error(err)));
-  });
-  for (let i = 0; i < 50 && (await fetch(`${url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
-  const stop = () => new Promise<void>((r) => (proc.exitCode !== null ? r() : (proc.once('exit', () => r()), proc.kill('SIGTERM'))));
-  return { url, stop, lmdbLoaded: () => readFileSync(`/proc/${proc.pid}/maps`, 'utf8').includes('lmdb') };
-}
 describe('memory', () => {
   const chat = (url: string, extra: Record<string, unknown> = {}) =>
     fetch(`${url}/v1/chat/completions`, {
@@ -166,16 +149,19 @@ describe('memory', () => {
   it.runIf(process.platform === 'linux')('loads lmdb only once there is history to keep, and at start when there is history on disk', async () => {
     const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
     const data = tmp();
-    let h = await startBundle(data, sim.url);
+    const lmdbLoaded = (b: { proc: { pid?: number } }) => readFileSync(`/proc/${b.proc.pid}/maps`, 'utf8').includes('lmdb');
+    let h = await startBundle({ data, node: sim.url });
+    await h.ready();
     try {
       expect((await chat(h.url)).status).toBe(200);
-      expect(h.lmdbLoaded()).toBe(false);
+      expect(lmdbLoaded(h)).toBe(false);
       const stored = await chat(h.url, { store: true });
       expect(stored.status).toBe(200);
-      expect(h.lmdbLoaded()).toBe(true);
+      expect(lmdbLoaded(h)).toBe(true);
       await h.stop();
-      h = await startBundle(data, sim.url);
-      expect(h.lmdbLoaded()).toBe(true);
+      h = await startBundle({ data, node: sim.url });
+      await h.ready();
+      expect(lmdbLoaded(h)).toBe(true);
       const got = await (await fetch(`${h.url}/v1/chat/completions/${stored.body.id}`)).json();
       expect(got.id).toBe(stored.body.id);
     } finally {

@@ -1,11 +1,49 @@
 /** Starts a real Hearth on loopback for tests, on embedded defaults plus overrides. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { afterEach } from 'vitest';
+import { stopChild } from '../../bench/lib/proc.ts';
 import { startSimNode, type SimNode, type SimNodeOptions } from '../../bench/sim-node.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { createHearth, type Hearth } from '../server.ts';
+
+export const BUNDLE = resolve(import.meta.dirname, '../../dist/hearth.mjs');
+
+export interface BundleProc {
+  proc: ChildProcess;
+  url: string;
+  /** Until /readyz says a node is usable (at most 5 s). */
+  ready(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The built bundle in a process of its own on loopback, discovery off, once it listens. */
+export async function startBundle(o: { data: string; node: string; bundle?: string; env?: Record<string, string> }): Promise<BundleProc> {
+  const bundle = o.bundle ?? BUNDLE;
+  const proc = spawn(process.execPath, [bundle, '--host', '127.0.0.1', '--port', '0', '--data', o.data, '--node', o.node], {
+    cwd: dirname(bundle),
+    env: { PATH: process.env.PATH, HEARTH_DISCOVERY_ENABLED: 'false', ...o.env },
+  });
+  const url = await new Promise<string>((res, rej) => {
+    let err = '';
+    proc.stderr!.on('data', (b) => {
+      err += b;
+      const m = /listening on (http:\/\/\S+) /.exec(err);
+      if (m) res(m[1]);
+    });
+    proc.once('exit', () => rej(new Error(err)));
+  });
+  return {
+    proc,
+    url,
+    async ready() {
+      for (let i = 0; i < 100 && (await fetch(`${url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+    },
+    stop: () => stopChild(proc),
+  };
+}
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends any[] ? T[K] : DeepPartial<T[K]>) : T[K] };
 
@@ -43,11 +81,6 @@ export async function startHearth(over: DeepPartial<Config> = {}): Promise<TestH
     await new Promise((r) => setTimeout(r, 20));
   }
   return { hearth, url, api: `${url}/v1`, config, close: () => hearth.close() };
-}
-
-/** Read a whole SSE response body as text. */
-export async function readAll(res: Response): Promise<string> {
-  return await res.text();
 }
 
 /** Parse an SSE text into its data payloads. */

@@ -1,33 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node.ts';
+import { startBundle } from './harness.ts';
 
-const BUNDLE = resolve(import.meta.dirname, '../../dist/hearth.mjs');
-
-function startBundle(data: string, node: string): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, [BUNDLE, '--host', '127.0.0.1', '--port', '0', '--data', data, '--node', node], {
-    env: { PATH: process.env.PATH, HEARTH_DISCOVERY_ENABLED: 'false', HEARTH_PROBE_INTERVAL_MS: '200' },
-  });
-  return new Promise((res, rej) => {
-    let err = '';
-    proc.stderr!.on('data', (b) => {
-      err += b;
-      const m = /listening on (http:\/\/\S+) /.exec(err);
-      if (m) res({ proc, url: m[1] });
-    });
-    proc.once('exit', () => rej(new Error(err)));
-  });
-}
-
-async function ready(url: string) {
-  for (let i = 0; i < 100; i++) {
-    if ((await fetch(`${url}/readyz`)).status === 200) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const bundleOpts = (data: string, node: string) => ({ data, node, env: { HEARTH_PROBE_INTERVAL_MS: '200' } });
 
 describe('power cut: kill -9 mid-stream', () => {
   let sim: SimNode;
@@ -40,9 +19,9 @@ describe('power cut: kill -9 mid-stream', () => {
   it('after a restart the partial answer is stored, marked interrupted, missing at most the last second', async () => {
     sim = await startSimNode({ models: ['m'], tokensPerSecond: 20 });
     const data = mkdtempSync(join(tmpdir(), 'hearth-kill9-'));
-    const first = await startBundle(data, sim.url);
+    const first = await startBundle(bundleOpts(data, sim.url));
     procs.push(first.proc);
-    await ready(first.url);
+    await first.ready();
     const messages = [{ role: 'user', content: 'A long story, please.' }];
     const res = await fetch(`${first.url}/v1/chat/completions`, {
       method: 'POST',
@@ -60,7 +39,7 @@ describe('power cut: kill -9 mid-stream', () => {
     await new Promise((r) => first.proc.once('exit', r));
     reader.cancel().catch(() => {});
 
-    const second = await startBundle(data, sim.url);
+    const second = await startBundle(bundleOpts(data, sim.url));
     procs.push(second.proc);
     const stored = await (await fetch(`${second.url}/v1/chat/completions/${id}`)).json();
     expect(stored.hearth.status).toBe('interrupted');
