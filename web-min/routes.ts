@@ -63,7 +63,7 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   const formLimit = limitTo(FORM_MAX_BYTES);
   app.use((c, next) => (c.req.method !== 'POST' ? next() : (c.req.path === '/import' ? importLimit : formLimit)(c, next)));
   app.use(accessGuard(sessions));
-  app.use(csrfGuard(secret, (c) => sessions.current(c) ?? ''));
+  app.use(csrfGuard(secret, (c) => c.get('session') ?? ''));
 
   app.onError((err, c) => {
     if (err instanceof HistoryFullError) {

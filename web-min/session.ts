@@ -94,9 +94,11 @@ export class Sessions {
 export function accessGuard(sessions: Sessions): MiddlewareHandler<WebEnv> {
   return async (c, next) => {
     c.set('loggedIn', false);
+    const sid = sessions.current(c);
+    c.set('session', sid);
     if (PUBLIC.has(c.req.path)) return next();
     if (sessions.enabled) {
-      if (sessions.current(c)) {
+      if (sid) {
         c.set('loggedIn', true);
         return next();
       }

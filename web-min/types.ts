@@ -22,5 +22,7 @@ export type WebEnv = {
     csrf: string;
     /** A session exists (password mode): show the logout button. */
     loggedIn: boolean;
+    /** The request's valid session id, if any (read once, by accessGuard). */
+    session: string | undefined;
   };
 };
