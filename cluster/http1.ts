@@ -1,6 +1,11 @@
 import net from 'node:net';
-import tls from 'node:tls';
+import { createRequire } from 'node:module';
+import type tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
+
+// node:tls and its share of OpenSSL are loaded only for an https node: most homes have none.
+let tlsModule: typeof tls | undefined;
+const loadTls = (): typeof tls => (tlsModule ??= createRequire(import.meta.url)('node:tls') as typeof tls);
 
 /**
  * A small HTTP/1.1 client with a keep-alive pool per node, for the requests Hearth forwards.
@@ -205,7 +210,7 @@ class Connection {
     const host = origin.hostname.replace(/^\[|\]$/g, '');
     const port = Number(origin.port) || (origin.protocol === 'https:' ? 443 : 80);
     if (origin.protocol === 'https:') {
-      this.socket = tls.connect({ ...tlsOptions, host, port, servername: net.isIP(host) ? undefined : host });
+      this.socket = loadTls().connect({ ...tlsOptions, host, port, servername: net.isIP(host) ? undefined : host });
       this.socket.on('data', (b: Buffer) => this.bytes(b));
     } else {
       this.socket = net.connect({

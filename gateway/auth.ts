@@ -1,8 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
-import { ApiError, errorResponse } from './api/errors.ts';
+import { ApiError } from './api/errors.ts';
 import { isPrivateAddress } from '../cluster/discovery/addresses.ts';
-import { remoteAddress } from './remote.ts';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -21,30 +19,22 @@ export function keyChecker(keys: readonly string[]): (presented: string) => bool
 /**
  * API access: with keys configured, `Authorization: Bearer KEY` is required; with none, only
  * clients on loopback and private networks are served, so Hearth is never an open relay.
+ * Returns the error to answer with, or undefined to serve the request.
  */
-export function apiAuth(keys: readonly string[]): MiddlewareHandler {
+export function apiAccess(keys: readonly string[]): (remoteAddress: string | undefined, authorization: string | undefined) => ApiError | undefined {
   const check = keyChecker(keys);
-  return async (c, next) => {
+  return (remoteAddress, authorization) => {
     if (keys.length === 0) {
-      if (isPrivateAddress(remoteAddress(c))) return next();
-      return errorResponse(
-        c,
-        new ApiError(
-          403,
-          'Hearth serves clients outside the local network only with an API key. Add one under `api_keys` in the config file (or HEARTH_API_KEYS) and send it as `Authorization: Bearer KEY`.',
-          'permission_error',
-          'not_local',
-        ),
+      if (isPrivateAddress(remoteAddress)) return undefined;
+      return new ApiError(
+        403,
+        'Hearth serves clients outside the local network only with an API key. Add one under `api_keys` in the config file (or HEARTH_API_KEYS) and send it as `Authorization: Bearer KEY`.',
+        'permission_error',
+        'not_local',
       );
     }
-    const h = c.req.header('authorization') ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(h.trim());
-    if (!m || !check(m[1])) {
-      return errorResponse(
-        c,
-        new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send `Authorization: Bearer KEY`.', 'invalid_request_error', 'invalid_api_key'),
-      );
-    }
-    return next();
+    const m = /^Bearer\s+(.+)$/i.exec((authorization ?? '').trim());
+    if (m && check(m[1])) return undefined;
+    return new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send `Authorization: Bearer KEY`.', 'invalid_request_error', 'invalid_api_key');
   };
 }

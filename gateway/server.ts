@@ -1,11 +1,12 @@
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { serve, type HttpBindings } from '@hono/node-server';
-import { Hono } from 'hono';
+import type { Hono } from 'hono';
+import type { WebEnv } from '../web-min/types.ts';
 import { Balancer } from '../cluster/balancer.ts';
-import { startDiscovery, type Discovery } from '../cluster/discovery/index.ts';
+import type { Discovery } from '../cluster/discovery/index.ts';
 import { Dispatcher } from '../cluster/dispatch.ts';
 import { ModelRoutes } from '../cluster/model-routes.ts';
 import { NodeMonitor } from '../cluster/monitor.ts';
@@ -13,18 +14,16 @@ import { isUsable, splitNodeUrl } from '../cluster/node.ts';
 import { Registry } from '../cluster/registry.ts';
 import { UpstreamClient } from '../cluster/upstream.ts';
 import { webMinRoutes } from '../web-min/routes.ts';
-import { completionHandler } from './api/completions.ts';
-import { ApiError, errorResponse } from './api/errors.ts';
-import { modelRoutes } from './api/models.ts';
-import { storeObserver, storedCompletionRoutes } from './api/stored-completions.ts';
+import { createApi } from './api/routes.ts';
+import { notFoundError, sendError } from './api/http.ts';
 import { openHistoryWhenNeeded } from './history/deferred.ts';
 import type { History } from './history/store.ts';
-import { apiAuth } from './auth.ts';
 import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 
 export interface Hearth {
-  app: Hono<{ Bindings: HttpBindings }>;
+  /** The zero-JS chat, when enabled. */
+  chat?: Hono<WebEnv>;
   registry: Registry;
   balancer: Balancer;
   history: History;
@@ -106,50 +105,51 @@ export async function createHearth(config: Config): Promise<Hearth> {
     else if (e.type === 'added') log.info(`node ${e.node.name} (${e.node.baseUrl}) known from ${e.node.sources.join(', ')}`);
   });
 
-  const app = new Hono<{ Bindings: HttpBindings }>();
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/readyz', (c) => {
-    const ready = registry.list().some(isUsable);
-    return c.json({ status: ready ? 'ready' : 'no node usable' }, ready ? 200 : 503);
+  const api = createApi({
+    balancer,
+    dispatcher,
+    routes,
+    history,
+    apiKeys: config.api_keys,
+    bodyLimit: config.limits.body_bytes,
+    ready: () => registry.list().some(isUsable),
+    log,
   });
-
-  const v1 = new Hono<{ Bindings: HttpBindings }>();
-  v1.use(apiAuth(config.api_keys));
-  v1.route('/', modelRoutes(balancer, routes));
-  v1.route('/', storedCompletionRoutes(history, { bodyLimit: config.limits.body_bytes }));
-  const deps = { dispatcher, bodyLimit: config.limits.body_bytes, observe: storeObserver(history, { onError: (e) => log.error(`history: ${(e as Error).message}`) }) };
-  v1.post('/chat/completions', completionHandler('chat', deps));
-  v1.post('/completions', completionHandler('completions', deps));
-  v1.post('/embeddings', completionHandler('embeddings', deps));
-  v1.all('*', (c) =>
-    errorResponse(c, new ApiError(404, `Unknown endpoint ${c.req.method} ${c.req.path}.`, 'invalid_request_error', 'unknown_url')),
-  );
-  app.route('/v1', v1);
-  if (config.chat.enabled) {
-    app.route(
-      '/',
-      webMinRoutes({
+  const chat = config.chat.enabled
+    ? webMinRoutes({
         history,
         dispatcher,
         models: () => balancer.models(),
         password: config.chat.password || undefined,
         sessionDays: config.chat.session_days,
         secret: persistentSecret(config.data),
-      }),
+      })
+    : undefined;
+  // The chat's Hono adapter is loaded with the first page: it makes Node load undici (see api/http.ts).
+  let chatListener: Promise<RequestListener> | undefined;
+  const serveChat = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    if (!chat) return sendError(outgoing, notFoundError(incoming.method ?? 'GET', incoming.url ?? '/'));
+    chatListener ??= import('@hono/node-server').then(({ getRequestListener }) => getRequestListener(chat.fetch, { hostname: config.host }));
+    chatListener.then(
+      (listener) => listener(incoming, outgoing),
+      (e: unknown) => {
+        log.error(`chat: ${(e as Error).stack ?? e}`);
+        outgoing.destroy();
+      },
     );
-  }
+  };
+  const onRequest = (incoming: IncomingMessage, outgoing: ServerResponse) => {
+    if (!api.serve(incoming, outgoing)) serveChat(incoming, outgoing);
+  };
 
-  app.onError((err, c) => {
-    log.error(`${c.req.method} ${c.req.path}: ${err.stack ?? err}`);
-    return errorResponse(c, new ApiError(500, 'Hearth hit an internal error; the log has the details.', 'server_error', 'internal_error'));
-  });
-
-  let server: ReturnType<typeof serve> | undefined;
+  let server: http.Server | undefined;
   let discovery: Discovery | undefined;
   const discover = async (port: number) => {
     const d = config.discovery;
     if (!d.enabled) return;
     try {
+      // Loaded only when on: multicast and its packet codec are not needed otherwise.
+      const { startDiscovery } = await import('../cluster/discovery/index.ts');
       discovery = await startDiscovery(registry, {
         serviceTypes: d.service_types,
         interfaces: d.interfaces.length ? d.interfaces : undefined,
@@ -165,14 +165,16 @@ export async function createHearth(config: Config): Promise<Hearth> {
     }
   };
   return {
-    app,
+    chat,
     registry,
     balancer,
     history,
     log,
     start() {
       return new Promise((resolve, reject) => {
-        server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
+        server = http.createServer(onRequest);
+        server.listen(config.port, config.host, () => {
+          const info = server!.address() as AddressInfo;
           monitor.start();
           const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
           void discover(info.port).then(() => resolve({ url: `http://${host}:${info.port}`, port: info.port }));
@@ -186,7 +188,7 @@ export async function createHearth(config: Config): Promise<Hearth> {
       await new Promise<void>((resolve) => {
         if (!server) return resolve();
         server.close(() => resolve());
-        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        server.closeAllConnections();
       });
       upstream.close();
       await history.close();

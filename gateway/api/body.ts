@@ -1,23 +1,16 @@
-import type { HttpBindings } from '@hono/node-server';
-import type { Context } from 'hono';
+import type { IncomingMessage } from 'node:http';
 import { ApiError, badRequest } from './errors.ts';
 
 const tooLarge = (limit: number) =>
   new ApiError(413, `The request body is larger than ${limit} bytes (limits.body_bytes).`, 'invalid_request_error', 'request_too_large');
 
-/**
- * The request's JSON body, read straight from Node's stream: going through the web `Request`
- * (as `c.req.json()` and Hono's bodyLimit do) builds a Request, Headers and an AbortSignal per
- * request, a measurable share of a Pi's time per completion. Throws ApiError 413 past `limit`
- * and 400 for anything that is not JSON.
- */
-export async function readJson(c: Context<{ Bindings: HttpBindings }>, limit: number): Promise<unknown> {
-  return (await readJsonWithBytes(c, limit)).value;
+/** The request's JSON body. Throws ApiError 413 past `limit` and 400 for anything that is not JSON. */
+export async function readJson(incoming: IncomingMessage, limit: number): Promise<unknown> {
+  return (await readJsonWithBytes(incoming, limit)).value;
 }
 
 /** As readJson, with the bytes as received (so that an unchanged body can be forwarded as is). */
-export async function readJsonWithBytes(c: Context<{ Bindings: HttpBindings }>, limit: number): Promise<{ value: unknown; bytes: Buffer }> {
-  const incoming = c.env.incoming;
+export async function readJsonWithBytes(incoming: IncomingMessage, limit: number): Promise<{ value: unknown; bytes: Buffer }> {
   const declared = incoming.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
     incoming.resume(); // drain, so the connection stays usable for the error answer

@@ -1,12 +1,10 @@
 import type { ServerResponse } from 'node:http';
-import type { HttpBindings } from '@hono/node-server';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { Context } from 'hono';
 import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
 import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
 import { readJsonWithBytes } from './body.ts';
-import { ApiError, errorResponse, fromClusterError } from './errors.ts';
+import { ApiError, fromClusterError } from './errors.ts';
+import { sendError, sendJsonBytes, type ApiHandler } from './http.ts';
 import { validateBody, type Endpoint } from './validate.ts';
 
 const PATHS: Record<Endpoint, string> = {
@@ -32,34 +30,28 @@ export interface CompletionDeps {
 }
 
 /** Handler for POST /v1/chat/completions, /v1/completions and /v1/embeddings. */
-export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
-  return async (c: Context<{ Bindings: HttpBindings }>) => {
+export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): ApiHandler {
+  return async ({ incoming, outgoing: out }) => {
     let body: Record<string, unknown>;
     let raw: Buffer;
     let model: string;
     let stream: boolean;
+    let observer: StreamObserver | undefined;
     try {
-      const got = await readJsonWithBytes(c, deps.bodyLimit);
+      const got = await readJsonWithBytes(incoming, deps.bodyLimit);
       body = got.value as Record<string, unknown>;
       raw = got.bytes;
       ({ model, stream } = validateBody(endpoint, body));
+      observer = deps.observe?.(endpoint, body);
     } catch (e) {
-      if (e instanceof ApiError) return errorResponse(c, e);
+      if (e instanceof ApiError) return sendError(out, e);
       throw e;
     }
-    const out = c.env.outgoing;
     const abort = new AbortController();
     out.once('close', () => {
       if (!out.writableFinished) abort.abort();
     });
     const req = { path: PATHS[endpoint], model, body, raw, signal: abort.signal };
-    let observer: StreamObserver | undefined;
-    try {
-      observer = deps.observe?.(endpoint, body);
-    } catch (e) {
-      if (e instanceof ApiError) return errorResponse(c, e);
-      throw e;
-    }
     try {
       if (!stream) {
         const answer = await deps.dispatcher.json(req);
@@ -70,15 +62,13 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps) {
           // Stored before the client hears back, so it can read it at once.
           await observer?.end?.({ complete: true });
         }
-        return c.body(answer.body as unknown as ArrayBuffer, answer.status as 200, { 'content-type': 'application/json' });
+        return sendJsonBytes(out, answer.status, answer.body);
       }
       await deps.dispatcher.stream(req, sseSink(out, observer, abort.signal));
-      return RESPONSE_ALREADY_SENT;
     } catch (e) {
       if (!(e instanceof ClusterError)) throw e;
       observer?.end?.({ complete: false, stopped: e.kind === 'aborted', error: e.message });
-      if (e.kind === 'aborted') return RESPONSE_ALREADY_SENT;
-      return errorResponse(c, fromClusterError(e));
+      if (e.kind !== 'aborted') sendError(out, fromClusterError(e));
     }
   };
 }

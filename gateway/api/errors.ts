@@ -1,5 +1,3 @@
-import type { Context } from 'hono';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ClusterError } from '../../cluster/errors.ts';
 
 /** OpenAI's error object: `{"error":{"message","type","code","param"}}`. */
@@ -9,7 +7,7 @@ export interface ApiErrorBody {
 
 export class ApiError extends Error {
   constructor(
-    readonly status: ContentfulStatusCode,
+    readonly status: number,
     message: string,
     readonly type: string,
     readonly code: string | null = null,
@@ -27,10 +25,6 @@ export class ApiError extends Error {
 export const badRequest = (message: string, param: string | null = null, code = 'invalid_value') =>
   new ApiError(400, message, 'invalid_request_error', code, param);
 
-export function errorResponse(c: Context, e: ApiError): Response {
-  return c.json(e.body(), e.status, e.headers);
-}
-
 /** What the cluster's failure means to an API client. */
 export function fromClusterError(e: ClusterError): ApiError {
   switch (e.kind) {
@@ -45,7 +39,7 @@ export function fromClusterError(e: ClusterError): ApiError {
     case 'timeout':
       return new ApiError(504, e.message, 'server_error', 'upstream_timeout');
     case 'rejected': {
-      const status = (e.extra.status ?? 400) as ContentfulStatusCode;
+      const status = e.extra.status ?? 400;
       const err = nodeError(e.extra.body ?? Buffer.alloc(0));
       return new ApiError(status, err.message ?? e.message, err.type ?? 'invalid_request_error', err.code ?? 'rejected_by_node', err.param ?? null);
     }

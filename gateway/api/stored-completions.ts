@@ -4,11 +4,9 @@
 //   GET    /chat/completions/:id/messages    the request's messages (limit, after, order)
 //   POST   /chat/completions/:id             update metadata ({"metadata": {...}})
 //   DELETE /chat/completions/:id             delete
-// Mounted by the gateway under /v1. `storeObserver` records `"store": true` requests as they
+// Added to the API's routes under /v1. `storeObserver` records `"store": true` requests as they
 // stream, through the StreamObserver hook of completions.ts.
 
-import type { HttpBindings } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
 import { readJson } from './body.ts';
 import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from '../history/errors.ts';
 import { newId, validateMetadata, type History, type StoredCompletion } from '../history/store.ts';
@@ -16,7 +14,8 @@ import type { AnswerWriter, Message, Usage } from '../history/types.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
 import type { StreamObserver } from './completions.ts';
 import type { Endpoint } from './validate.ts';
-import { ApiError, badRequest, errorResponse } from './errors.ts';
+import { ApiError, badRequest } from './errors.ts';
+import { sendError, sendJson, type ApiCall, type ApiRouter } from './http.ts';
 
 const notFound = (id: string) =>
   new ApiError(404, `No chat completion found with id '${id}'.`, 'invalid_request_error', 'not_found', 'completion_id');
@@ -30,15 +29,15 @@ export function historyApiError(e: unknown): ApiError {
   throw e;
 }
 
-function limitParam(raw: string | undefined): number {
-  if (raw === undefined) return 20;
+function limitParam(raw: string | null): number {
+  if (raw === null) return 20;
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < 1 || n > 100) throw badRequest(`Invalid 'limit': expected an integer from 1 to 100, got '${raw}'.`, 'limit');
   return n;
 }
 
-function orderParam(raw: string | undefined): 'asc' | 'desc' {
-  if (raw === undefined || raw === 'asc' || raw === 'desc') return raw ?? 'asc';
+function orderParam(raw: string | null): 'asc' | 'desc' {
+  if (raw === null || raw === 'asc' || raw === 'desc') return raw ?? 'asc';
   throw badRequest(`Invalid 'order': expected 'asc' or 'desc', got '${raw}'.`, 'order');
 }
 
@@ -68,70 +67,69 @@ export function completionObject(s: StoredCompletion): Record<string, unknown> {
   };
 }
 
-const idParam = (c: Context): string => c.req.param('id') ?? '';
-
 function storeMessage(m: Message): Record<string, unknown> {
   return { id: m.id, role: m.role, content: m.content, name: m.name ?? null, content_parts: null };
 }
 
-function metadataFilter(url: string): Record<string, string> | undefined {
+function metadataFilter(query: URLSearchParams): Record<string, string> | undefined {
   let out: Record<string, string> | undefined;
-  for (const [k, v] of new URL(url).searchParams) {
+  for (const [k, v] of query) {
     const m = /^metadata\[(.+)\]$/.exec(k);
     if (m) (out ??= {})[m[1]] = v;
   }
   return out;
 }
 
-export function storedCompletionRoutes(history: History, opts: { bodyLimit?: number } = {}): Hono<{ Bindings: HttpBindings }> {
+export function addStoredCompletionRoutes(router: ApiRouter, history: History, opts: { bodyLimit?: number } = {}): void {
   const bodyLimit = opts.bodyLimit ?? 1024 * 1024;
-  const app = new Hono<{ Bindings: HttpBindings }>();
-  const guarded = (fn: (c: Context) => Response | Promise<Response>) => async (c: Context) => {
+  /** Answers with the handler's result as JSON, or with the OpenAI error its failure means. */
+  const json = (fn: (call: ApiCall) => unknown) => async (call: ApiCall) => {
+    let result: unknown;
     try {
-      return await fn(c);
+      result = await fn(call);
     } catch (e) {
-      return errorResponse(c, historyApiError(e));
+      return sendError(call.outgoing, historyApiError(e));
     }
+    sendJson(call.outgoing, 200, result);
   };
 
-  app.get(
-    '/chat/completions',
-    guarded((c) => {
-      const limit = limitParam(c.req.query('limit'));
-      const order = orderParam(c.req.query('order'));
-      const after = c.req.query('after') || undefined;
-      const model = c.req.query('model') || undefined;
+  router.get(
+    '/v1/chat/completions',
+    json(({ query }) => {
+      const limit = limitParam(query.get('limit'));
+      const order = orderParam(query.get('order'));
+      const after = query.get('after') || undefined;
+      const model = query.get('model') || undefined;
       if (after && !history.getCompletion(after)) throw badRequest(`Invalid 'after': no chat completion with id '${after}'.`, 'after');
-      const page = history.listCompletions({ limit, order, after, model, metadata: metadataFilter(c.req.url) });
+      const page = history.listCompletions({ limit, order, after, model, metadata: metadataFilter(query) });
       const data = page.items.map((conv) => history.getCompletion(conv.id)).filter((s) => s !== undefined).map(completionObject);
-      return c.json({
+      return {
         object: 'list',
         data,
         first_id: (data[0]?.id as string | undefined) ?? null,
         last_id: (data[data.length - 1]?.id as string | undefined) ?? null,
         has_more: page.hasMore,
-      });
+      };
     }),
   );
 
-  app.get(
-    '/chat/completions/:id',
-    guarded((c) => {
-      const s = history.getCompletion(idParam(c));
-      if (!s) throw notFound(idParam(c));
-      return c.json(completionObject(s));
-    }),
-  );
-
-  app.get(
-    '/chat/completions/:id/messages',
-    guarded((c) => {
-      const id = idParam(c);
+  router.get(
+    '/v1/chat/completions/:id',
+    json(({ params: { id } }) => {
       const s = history.getCompletion(id);
       if (!s) throw notFound(id);
-      const limit = limitParam(c.req.query('limit'));
-      const order = orderParam(c.req.query('order'));
-      const after = c.req.query('after') || undefined;
+      return completionObject(s);
+    }),
+  );
+
+  router.get(
+    '/v1/chat/completions/:id/messages',
+    json(({ params: { id }, query }) => {
+      const s = history.getCompletion(id);
+      if (!s) throw notFound(id);
+      const limit = limitParam(query.get('limit'));
+      const order = orderParam(query.get('order'));
+      const after = query.get('after') || undefined;
       let list = order === 'desc' ? [...s.request].reverse() : s.request;
       if (after) {
         const i = list.findIndex((m) => m.id === after);
@@ -139,22 +137,21 @@ export function storedCompletionRoutes(history: History, opts: { bodyLimit?: num
         list = list.slice(i + 1);
       }
       const data = list.slice(0, limit).map(storeMessage);
-      return c.json({
+      return {
         object: 'list',
         data,
         first_id: (data[0]?.id as string | undefined) ?? null,
         last_id: (data[data.length - 1]?.id as string | undefined) ?? null,
         has_more: list.length > limit,
-      });
+      };
     }),
   );
 
-  app.post(
-    '/chat/completions/:id',
-    guarded(async (c) => {
-      const id = idParam(c);
+  router.post(
+    '/v1/chat/completions/:id',
+    json(async ({ params: { id }, incoming }) => {
       if (!history.getCompletion(id)) throw notFound(id);
-      const body = await readJson(c, bodyLimit);
+      const body = await readJson(incoming, bodyLimit);
       const metadata = (body as { metadata?: unknown } | null)?.metadata;
       try {
         validateMetadata(metadata);
@@ -164,21 +161,18 @@ export function storedCompletionRoutes(history: History, opts: { bodyLimit?: num
       await history.updateMetadata(id, metadata);
       const s = history.getCompletion(id);
       if (!s) throw notFound(id);
-      return c.json(completionObject(s));
+      return completionObject(s);
     }),
   );
 
-  app.delete(
-    '/chat/completions/:id',
-    guarded(async (c) => {
-      const id = idParam(c);
+  router.delete(
+    '/v1/chat/completions/:id',
+    json(async ({ params: { id } }) => {
       if (!history.getCompletion(id)) throw notFound(id);
       await history.deleteConversation(id);
-      return c.json({ object: 'chat.completion.deleted', id, deleted: true });
+      return { object: 'chat.completion.deleted', id, deleted: true };
     }),
   );
-
-  return app;
 }
 
 // ---- recording `"store": true` requests ----------------------------------------------------

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -144,6 +144,42 @@ describe('memory', () => {
     };
     for (const top of ['gateway', 'cluster', 'web-min']) walk(join(ROOT, top));
     expect(offenders).toEqual([]);
+  });
+
+  it('serves the API without loading undici (11 MiB); the chat loads it with its first page', async () => {
+    const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
+    const data = tmp();
+    const dump = join(data, 'modules.txt');
+    // Node's list of its own modules loaded so far, written on SIGUSR2 by a preload.
+    const preload = `import fs from 'node:fs'; process.on('SIGUSR2', () => fs.writeFileSync(${JSON.stringify(dump)}, process.moduleLoadList.join('\\n')));`;
+    const h = await startBundle({ data, node: sim.url, env: { NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(preload)}` } });
+    const undiciLoaded = async () => {
+      rmSync(dump, { force: true });
+      h.proc.kill('SIGUSR2');
+      for (let i = 0; i < 100 && !existsSync(dump); i++) await new Promise((r) => setTimeout(r, 20));
+      return readFileSync(dump, 'utf8').includes('internal/deps/undici/undici');
+    };
+    await h.ready();
+    try {
+      expect((await chat(h.url)).status).toBe(200);
+      const streamed = await fetch(`${h.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, stream: true }),
+      });
+      expect(await streamed.text()).toContain('[DONE]');
+      expect((await fetch(`${h.url}/v1/models`)).status).toBe(200);
+      expect((await chat(h.url, { model: 'nope' })).status).toBe(404);
+      expect((await fetch(`${h.url}/v1/nowhere`)).status).toBe(404);
+      expect(await undiciLoaded()).toBe(false);
+      const page = await fetch(`${h.url}/`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/text\/html/);
+      expect(await undiciLoaded()).toBe(true);
+    } finally {
+      await h.stop();
+      await sim.close();
+    }
   });
 
   it.runIf(process.platform === 'linux')('loads lmdb only once there is history to keep, and at start when there is history on disk', async () => {

@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node.ts';
 import { chatBody, contentOf, fleet, post, sseData, startHearth, type TestHearth } from './harness.ts';
+import { apiAccess } from '../auth.ts';
 
 const { sim, gateway } = fleet();
 
@@ -142,6 +143,22 @@ describe('models, health and readiness', () => {
     expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
     const health = await fetch(`${h.url}/healthz`);
     expect(health.status).toBe(200);
+  });
+
+  it('answers unknown endpoints, bad escapes and HEAD like the rest of the API', async () => {
+    const a = await sim({ models: ['org/model'] });
+    const h = await gateway({ nodes: [{ url: a.url }] });
+    const unknown = await fetch(`${h.api}/nowhere`, { method: 'POST' });
+    expect(unknown.status).toBe(404);
+    expect((await unknown.json()).error).toMatchObject({ type: 'invalid_request_error', code: 'unknown_url', message: 'Unknown endpoint POST /v1/nowhere.' });
+    expect((await fetch(`${h.api}/models`, { method: 'DELETE' })).status).toBe(404);
+    const bad = await fetch(`${h.api}/models/%E0%A4%A`);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.code).toBe('invalid_url');
+    expect((await (await fetch(`${h.api}/models/org%2Fmodel`)).json()).id).toBe('org/model');
+    const head = await fetch(`${h.api}/models`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
   });
 
   it('readyz is 503 with no usable node, and says nothing about nodes', async () => {
@@ -380,19 +397,17 @@ describe('client abort', () => {
 });
 
 describe('no key configured: only local clients', () => {
-  it('serves private-network peers and tells a public one how to add a key (403)', async () => {
-    const n = await sim({ models: ['m1'] });
-    const h = await gateway({ nodes: [{ url: n.url }] });
-    const from = (remoteAddress: string) => h.hearth.app.request('/v1/models', {}, { incoming: { socket: { remoteAddress } } } as any);
-    for (const ip of ['192.168.1.20', '10.1.2.3', '::ffff:172.20.0.5', '100.101.102.103', 'fd12:3456::1', 'fe80::1%eth0']) {
-      expect((await from(ip)).status, ip).toBe(200);
+  // Loopback tests cannot come from other addresses: the access rule itself, per address.
+  it('serves private-network peers and tells a public one how to add a key (403)', () => {
+    const access = apiAccess([]);
+    for (const ip of ['127.0.0.1', '::1', '192.168.1.20', '10.1.2.3', '::ffff:172.20.0.5', '100.101.102.103', 'fd12:3456::1', 'fe80::1%eth0']) {
+      expect(access(ip, undefined), ip).toBeUndefined();
     }
-    for (const ip of ['203.0.113.7', '8.8.8.8', '::ffff:1.1.1.1', '2001:db8::1', '100.128.0.1']) {
-      const res = await from(ip);
-      expect(res.status, ip).toBe(403);
-      const e = (await res.json()).error;
-      expect(e.type).toBe('permission_error');
-      expect(e.message).toMatch(/api_keys/);
+    for (const ip of ['203.0.113.7', '8.8.8.8', '::ffff:1.1.1.1', '2001:db8::1', '100.128.0.1', undefined]) {
+      const e = access(ip, undefined);
+      expect(e?.status, ip).toBe(403);
+      expect(e!.body().error.type).toBe('permission_error');
+      expect(e!.message).toMatch(/api_keys/);
     }
   });
 });

@@ -2,20 +2,20 @@
 // loopback, driven by the official openai SDK.
 
 import fs from 'node:fs';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
-import { Hono } from 'hono';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { storedCompletionRoutes, storeObserver } from '../api/stored-completions.ts';
+import { ApiRouter, splitTarget } from '../api/http.ts';
+import { addStoredCompletionRoutes, storeObserver } from '../api/stored-completions.ts';
 import { openHistory, type History } from '../history/store.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
 
 let dir: string;
 let history: History;
-let server: ServerType;
+let server: http.Server;
 let client: OpenAI;
 let base: string;
 
@@ -42,10 +42,15 @@ beforeAll(async () => {
       },
     );
   }
-  const app = new Hono().route('/v1', storedCompletionRoutes(history));
-  server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
-  });
+  const router = new ApiRouter();
+  addStoredCompletionRoutes(router, history);
+  server = http.createServer((req, res) =>
+    router.handle(req, res, splitTarget(req.url!), (e) => {
+      console.error(e);
+      res.destroy();
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
   client = new OpenAI({ baseURL: base, apiKey: 'unused', maxRetries: 0 });
 });

@@ -1,0 +1,135 @@
+// The API's own HTTP layer, on node:http: a route table and JSON replies.
+//
+// Why not Hono here, as in the chat: on Node, Hono needs the web-standard Request, Response and
+// Headers, and the first touch of any of them makes Node load its bundled undici, about 11 MiB
+// of resident memory that nothing on the API path uses (issue 2 budgets 70 MB for 64 streams on
+// a 512 MB board). The API is a fixed set of JSON endpoints whose hot path writes to Node's
+// response directly anyway, so a table of a dozen routes is all it needs. The chat keeps Hono,
+// loaded with its first page.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApiError, badRequest } from './errors.ts';
+
+export interface ApiCall {
+  incoming: IncomingMessage;
+  outgoing: ServerResponse;
+  /** Path parameters, percent-decoded. */
+  params: Record<string, string>;
+  query: URLSearchParams;
+}
+
+export type ApiHandler = (call: ApiCall) => void | Promise<void>;
+
+interface Route {
+  method: string;
+  /** Literal segments, `:name` (one segment) or `*name` (the rest, slashes included). */
+  segments: string[];
+  handler: ApiHandler;
+}
+
+/** Routes by method and path segments; HEAD is served by the GET route (Node sends no body). */
+export class ApiRouter {
+  private readonly routes: Route[] = [];
+
+  get(pattern: string, handler: ApiHandler): this {
+    return this.add('GET', pattern, handler);
+  }
+
+  post(pattern: string, handler: ApiHandler): this {
+    return this.add('POST', pattern, handler);
+  }
+
+  delete(pattern: string, handler: ApiHandler): this {
+    return this.add('DELETE', pattern, handler);
+  }
+
+  private add(method: string, pattern: string, handler: ApiHandler): this {
+    this.routes.push({ method, segments: pattern.split('/').slice(1), handler });
+    return this;
+  }
+
+  /**
+   * Serves a request: 404 when no route matches; an ApiError thrown by a handler is its answer;
+   * anything else goes to `onError` (with the response possibly under way).
+   */
+  handle(incoming: IncomingMessage, outgoing: ServerResponse, { path, query }: Target, onError: (e: unknown) => void): void {
+    const method = incoming.method ?? 'GET';
+    const fail = (e: unknown) => (e instanceof ApiError && !outgoing.headersSent ? sendError(outgoing, e) : onError(e));
+    try {
+      const found = this.match(method, path);
+      if (!found) return sendError(outgoing, notFoundError(method, path));
+      const done = found.handler({ incoming, outgoing, params: found.params, query });
+      if (done) done.catch(fail);
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  /** The handler and its parameters, or undefined. Throws ApiError 400 for a malformed escape. */
+  match(method: string, path: string): { handler: ApiHandler; params: Record<string, string> } | undefined {
+    const want = method === 'HEAD' ? 'GET' : method;
+    const parts = path.split('/').slice(1);
+    for (const r of this.routes) {
+      if (r.method !== want) continue;
+      const params = matchSegments(r.segments, parts);
+      if (params) return { handler: r.handler, params };
+    }
+    return undefined;
+  }
+}
+
+function matchSegments(pattern: string[], parts: string[]): Record<string, string> | undefined {
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p[0] === '*') {
+      if (i >= parts.length || parts.slice(i).join('') === '') return undefined;
+      params[p.slice(1)] = decode(parts.slice(i).join('/'));
+      return params;
+    }
+    if (i >= parts.length) return undefined;
+    if (p[0] === ':') {
+      if (parts[i] === '') return undefined;
+      params[p.slice(1)] = decode(parts[i]);
+    } else if (p !== parts[i]) return undefined;
+  }
+  return pattern.length === parts.length ? params : undefined;
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw badRequest(`The request path has a malformed percent-escape: '${s}'.`, null, 'invalid_url');
+  }
+}
+
+export interface Target {
+  path: string;
+  query: URLSearchParams;
+}
+
+/** Splits a request target into its path and query (the target is origin-form: `/path?query`). */
+export function splitTarget(target: string): Target {
+  const q = target.indexOf('?');
+  return q < 0 ? { path: target, query: new URLSearchParams() } : { path: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** The JSON body of a node's answer, passed on as received. */
+export function sendJsonBytes(res: ServerResponse, status: number, body: Buffer): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+}
+
+export function sendError(res: ServerResponse, e: ApiError): void {
+  sendJson(res, e.status, e.body(), e.headers);
+}
+
+export const notFoundError = (method: string, path: string) =>
+  new ApiError(404, `Unknown endpoint ${method} ${path}.`, 'invalid_request_error', 'unknown_url');
