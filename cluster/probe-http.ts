@@ -1,5 +1,6 @@
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 
 export interface GetOptions {
   timeoutMs: number;
@@ -16,10 +17,17 @@ export interface GetResult {
 }
 
 // Probes run every few seconds per node, so their connections are kept open between polls.
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo', timeout: 5000 }),
-  'https:': new https.Agent({ keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo', timeout: 5000 }),
-};
+const AGENT_OPTIONS = { keepAlive: true, maxFreeSockets: 4, scheduling: 'lifo', timeout: 5000 } as const;
+const httpAgent = new http.Agent(AGENT_OPTIONS);
+// node:https (node:tls and its share of OpenSSL with it) is loaded for the first https node only.
+let secure: { mod: typeof https; agent: https.Agent } | undefined;
+function loadHttps(): { mod: typeof https; agent: https.Agent } {
+  if (!secure) {
+    const mod = createRequire(import.meta.url)('node:https') as typeof https;
+    secure = { mod, agent: new mod.Agent(AGENT_OPTIONS) };
+  }
+  return secure;
+}
 
 /**
  * A GET for the node probes, over node:http rather than fetch: the first fetch in a process
@@ -42,7 +50,7 @@ function once(href: string, o: GetOptions, keepAlive: boolean): Promise<GetResul
       return resolve(null);
     }
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || o.signal?.aborted) return resolve(null);
-    const mod = url.protocol === 'https:' ? https : http;
+    const { mod, agent } = url.protocol === 'https:' ? loadHttps() : { mod: http, agent: httpAgent };
     let settled = false;
     const finish = (v: GetResult | null | 'stale') => {
       if (settled) return;
@@ -51,7 +59,7 @@ function once(href: string, o: GetOptions, keepAlive: boolean): Promise<GetResul
       o.signal?.removeEventListener('abort', onAbort);
       resolve(v);
     };
-    const req = mod.get(url, { headers: o.headers, agent: keepAlive ? agents[url.protocol] : false }, (res) => {
+    const req = mod.get(url, { headers: o.headers, agent: keepAlive ? agent : false }, (res) => {
       const parts: Buffer[] = [];
       let size = 0;
       res.on('data', (b: Buffer) => {

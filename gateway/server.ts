@@ -15,7 +15,7 @@ import { Registry } from '../cluster/registry.ts';
 import { UpstreamClient } from '../cluster/upstream.ts';
 import { webMinRoutes } from '../web-min/routes.ts';
 import { createApi } from './api/routes.ts';
-import { notFoundError, sendError } from './api/http.ts';
+import { notFoundError, sendError, splitTarget } from './api/http.ts';
 import { openHistoryWhenNeeded } from './history/deferred.ts';
 import type { History } from './history/store.ts';
 import type { Config } from './config.ts';
@@ -128,13 +128,14 @@ export async function createHearth(config: Config): Promise<Hearth> {
   // The chat's Hono adapter is loaded with the first page: it makes Node load undici (see api/http.ts).
   let chatListener: Promise<RequestListener> | undefined;
   const serveChat = (incoming: IncomingMessage, outgoing: ServerResponse) => {
-    if (!chat) return sendError(outgoing, notFoundError(incoming.method ?? 'GET', incoming.url ?? '/'));
+    if (!chat) return sendError(outgoing, notFoundError(incoming.method ?? 'GET', splitTarget(incoming.url ?? '/').path));
     chatListener ??= import('@hono/node-server').then(({ getRequestListener }) => getRequestListener(chat.fetch, { hostname: config.host }));
     chatListener.then(
       (listener) => listener(incoming, outgoing),
       (e: unknown) => {
+        chatListener = undefined; // try again with the next request
         log.error(`chat: ${(e as Error).stack ?? e}`);
-        outgoing.destroy();
+        outgoing.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('Hearth could not load its chat page; the log has the details.\n');
       },
     );
   };

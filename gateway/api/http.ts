@@ -68,7 +68,7 @@ export class ApiRouter {
   /** The handler and its parameters, or undefined. Throws ApiError 400 for a malformed escape. */
   match(method: string, path: string): { handler: ApiHandler; params: Record<string, string> } | undefined {
     const want = method === 'HEAD' ? 'GET' : method;
-    const parts = path.split('/').slice(1);
+    const parts = path.split('/').slice(1).map(decode);
     for (const r of this.routes) {
       if (r.method !== want) continue;
       const params = matchSegments(r.segments, parts);
@@ -78,19 +78,21 @@ export class ApiRouter {
   }
 }
 
+/** Matches percent-decoded path segments against a route's pattern. */
 function matchSegments(pattern: string[], parts: string[]): Record<string, string> | undefined {
   const params: Record<string, string> = {};
   for (let i = 0; i < pattern.length; i++) {
     const p = pattern[i];
     if (p[0] === '*') {
-      if (i >= parts.length || parts.slice(i).join('') === '') return undefined;
-      params[p.slice(1)] = decode(parts.slice(i).join('/'));
+      const rest = parts.slice(i).join('/');
+      if (rest === '') return undefined;
+      params[p.slice(1)] = rest;
       return params;
     }
     if (i >= parts.length) return undefined;
     if (p[0] === ':') {
       if (parts[i] === '') return undefined;
-      params[p.slice(1)] = decode(parts[i]);
+      params[p.slice(1)] = parts[i];
     } else if (p !== parts[i]) return undefined;
   }
   return pattern.length === parts.length ? params : undefined;
@@ -109,8 +111,20 @@ export interface Target {
   query: URLSearchParams;
 }
 
-/** Splits a request target into its path and query (the target is origin-form: `/path?query`). */
+/**
+ * The path and query of a request target: origin-form (`/path?query`) as clients send it, or
+ * absolute-form (`http://host/path`), which HTTP/1.1 servers must accept. Dot segments are
+ * resolved and a fragment is dropped, as the URL parser would.
+ */
 export function splitTarget(target: string): Target {
+  if (target[0] !== '/' || /\/\.\.?(?:[/?#]|$)|#/.test(target)) {
+    try {
+      const url = new URL(target, 'http://hearth.invalid');
+      return { path: url.pathname, query: url.searchParams };
+    } catch {
+      return { path: target, query: new URLSearchParams() };
+    }
+  }
   const q = target.indexOf('?');
   return q < 0 ? { path: target, query: new URLSearchParams() } : { path: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
 }
@@ -119,6 +133,32 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   const text = JSON.stringify(body);
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+  drainUnread(res.req);
+}
+
+const DRAIN_MS = 500;
+const DRAIN_BYTES = 4 * 1024 * 1024;
+
+/**
+ * After an answer sent before the request's body was read (401, 413, ...): take in what the
+ * client is still sending for a moment, so that it reads the answer rather than a reset, then
+ * close. Left to itself, Node would read any amount, for as long as the client sends.
+ */
+function drainUnread(req: IncomingMessage): void {
+  if (req.complete || req.destroyed) return;
+  let taken = 0;
+  const close = () => {
+    clearTimeout(timer);
+    req.socket.destroySoon();
+  };
+  const timer = setTimeout(close, DRAIN_MS);
+  timer.unref();
+  req.on('data', (b: Buffer) => {
+    if ((taken += b.length) > DRAIN_BYTES) close();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.on('error', () => clearTimeout(timer));
+  req.resume();
 }
 
 /** The JSON body of a node's answer, passed on as received. */

@@ -61,11 +61,15 @@ export function createApi(deps: ApiDeps): Api {
         if (outgoing.headersSent) return void outgoing.destroy();
         sendError(outgoing, new ApiError(500, 'Hearth hit an internal error; the log has the details.', 'server_error', 'internal_error'));
       };
-      if (probe) probes.handle(incoming, outgoing, target, onError);
-      else {
-        const denied = access(incoming.socket.remoteAddress, incoming.headers.authorization);
-        if (denied) sendError(outgoing, denied);
-        else v1.handle(incoming, outgoing, target, onError);
+      try {
+        if (probe) probes.handle(incoming, outgoing, target, onError);
+        else {
+          const denied = access(incoming.socket.remoteAddress, incoming.headers.authorization);
+          if (denied) sendError(outgoing, denied);
+          else v1.handle(incoming, outgoing, target, onError);
+        }
+      } catch (e) {
+        onError(e);
       }
       return true;
     },

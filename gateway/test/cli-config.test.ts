@@ -146,18 +146,19 @@ describe('memory', () => {
     expect(offenders).toEqual([]);
   });
 
-  it('serves the API without loading undici (11 MiB); the chat loads it with its first page', async () => {
+  it('serves the API without loading undici (11 MiB) or node:tls; the chat loads undici with its first page', async () => {
     const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
     const data = tmp();
     const dump = join(data, 'modules.txt');
     // Node's list of its own modules loaded so far, written on SIGUSR2 by a preload.
     const preload = `import fs from 'node:fs'; process.on('SIGUSR2', () => fs.writeFileSync(${JSON.stringify(dump)}, process.moduleLoadList.join('\\n')));`;
     const h = await startBundle({ data, node: sim.url, env: { NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(preload)}` } });
-    const undiciLoaded = async () => {
+    const loaded = async () => {
       rmSync(dump, { force: true });
       h.proc.kill('SIGUSR2');
       for (let i = 0; i < 100 && !existsSync(dump); i++) await new Promise((r) => setTimeout(r, 20));
-      return readFileSync(dump, 'utf8').includes('internal/deps/undici/undici');
+      const list = readFileSync(dump, 'utf8').split('\n');
+      return { undici: list.includes('NativeModule internal/deps/undici/undici'), tls: list.includes('NativeModule tls') };
     };
     await h.ready();
     try {
@@ -171,11 +172,11 @@ describe('memory', () => {
       expect((await fetch(`${h.url}/v1/models`)).status).toBe(200);
       expect((await chat(h.url, { model: 'nope' })).status).toBe(404);
       expect((await fetch(`${h.url}/v1/nowhere`)).status).toBe(404);
-      expect(await undiciLoaded()).toBe(false);
+      expect(await loaded()).toEqual({ undici: false, tls: false });
       const page = await fetch(`${h.url}/`);
       expect(page.status).toBe(200);
       expect(page.headers.get('content-type')).toMatch(/text\/html/);
-      expect(await undiciLoaded()).toBe(true);
+      expect((await loaded()).undici).toBe(true);
     } finally {
       await h.stop();
       await sim.close();

@@ -6,6 +6,19 @@ import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node
 import { chatBody, contentOf, fleet, post, sseData, startHearth, type TestHearth } from './harness.ts';
 import { apiAccess } from '../auth.ts';
 
+/** Sends raw request texts on one connection and returns everything read until it closes. */
+function rawExchange(base: string, requests: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(new URL(base).port), '127.0.0.1', () => sock.end(requests.join('')));
+    let got = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (s: string) => (got += s));
+    sock.on('close', () => resolve(got));
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => sock.destroy(new Error(`no close within 5 s; got: ${got}`)));
+  });
+}
+
 const { sim, gateway } = fleet();
 
 const question = [{ role: 'user' as const, content: 'Tell me about the river.' }];
@@ -159,6 +172,13 @@ describe('models, health and readiness', () => {
     const head = await fetch(`${h.api}/models`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(await head.text()).toBe('');
+    expect((await fetch(`${h.api}/%6Dodels`)).status).toBe(200);
+    // Targets fetch would normalise before sending: absolute-form (which HTTP/1.1 servers must
+    // accept), dot segments, a fragment.
+    for (const target of ['http://127.0.0.1/v1/models', '/v1/x/../models', '/v1/models#top']) {
+      const answer = await rawExchange(h.url, [`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]);
+      expect(answer, target).toMatch(/^HTTP\/1\.1 200 [\s\S]*"org\/model"/);
+    }
   });
 
   it('readyz is 503 with no usable node, and says nothing about nodes', async () => {
@@ -245,6 +265,38 @@ describe('access', () => {
     expect((await good.models.list()).data.map((m) => m.id)).toEqual(['m1']);
     // Health endpoints need no key.
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('requests the API answers before reading their body', () => {
+  it('takes in the rest for a moment, then closes: a client cannot keep Hearth reading', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }], api_keys: ['k'] });
+    const port = Number(new URL(h.url).port);
+    const sock = net.connect(port, '127.0.0.1');
+    let answer = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (s: string) => (answer += s));
+    sock.on('error', () => {});
+    sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n');
+    const block = Buffer.alloc(64 * 1024, 32);
+    const t0 = Date.now();
+    const feeder = setInterval(() => sock.writable && sock.write(block), 5);
+    await new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    clearInterval(feeder);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(answer).toContain('invalid_api_key');
+  });
+
+  it('keeps the connection when the body is small and complete', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }], api_keys: ['k'] });
+    const answers = await rawExchange(h.url, [
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}',
+      'GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nConnection: close\r\n\r\n',
+    ]);
+    expect(answers).toMatch(/^HTTP\/1\.1 401 [\s\S]*HTTP\/1\.1 200 /);
   });
 });
 
