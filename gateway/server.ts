@@ -3,8 +3,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Hono } from 'hono';
-import type { WebEnv } from '../web-min/types.ts';
 import { Balancer } from '../cluster/balancer.ts';
 import type { Discovery } from '../cluster/discovery/index.ts';
 import { Dispatcher } from '../cluster/dispatch.ts';
@@ -22,8 +20,6 @@ import type { Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 
 export interface Hearth {
-  /** The zero-JS chat, when enabled. */
-  chat?: Hono<WebEnv>;
   registry: Registry;
   balancer: Balancer;
   history: History;
@@ -166,7 +162,6 @@ export async function createHearth(config: Config): Promise<Hearth> {
     }
   };
   return {
-    chat,
     registry,
     balancer,
     history,
