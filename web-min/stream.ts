@@ -18,7 +18,8 @@ import { ClusterError, type StreamBrokenError } from '../cluster/errors.ts';
 import type { NodeInfo } from '../cluster/node.ts';
 import { HistoryFullError, HistoryNotFoundError } from '../gateway/history/errors.ts';
 import type { History } from '../gateway/history/store.ts';
-import type { AnswerWriter, Conversation, Message, MessageStatus, Timings, Usage } from '../gateway/history/types.ts';
+import { AnswerTally } from '../gateway/history/answer-tally.ts';
+import type { AnswerWriter, Conversation, Message, MessageStatus } from '../gateway/history/types.ts';
 import { escapeHtml, html } from './html.ts';
 import { answerMeta, composer, messagesView } from './conversation.ts';
 import { csrfField, PAGE_END, PAGE_HEADERS, pageTop } from './layout.ts';
@@ -148,10 +149,8 @@ export function streamAnswer(c: Context<WebEnv>, deps: StreamDeps, conv: Convers
   );
 
   const run = async (): Promise<Outcome> => {
-    const t0 = Date.now();
-    let tFirst = 0;
+    const tally = new AnswerTally();
     let text = '';
-    let usage: Usage | undefined;
     let writer: AnswerWriter | undefined;
     let writerStart: Promise<AnswerWriter> | undefined;
     let status: Outcome['status'] = 'complete';
@@ -173,14 +172,8 @@ export function streamAnswer(c: Context<WebEnv>, deps: StreamDeps, conv: Convers
         );
       },
       send(_text: string, chunks: Record<string, any>[]): boolean {
-        let piece = '';
-        for (const ch of chunks) {
-          const delta = ch?.choices?.[0]?.delta?.content;
-          if (typeof delta === 'string') piece += delta;
-          if (ch?.usage && typeof ch.usage === 'object') usage = ch.usage as Usage;
-        }
+        const piece = tally.add(chunks);
         if (piece) {
-          if (!tFirst) tFirst = Date.now();
           text += piece;
           writer?.append(piece);
           out.write(escapeHtml(piece));
@@ -221,13 +214,8 @@ export function streamAnswer(c: Context<WebEnv>, deps: StreamDeps, conv: Convers
     }
     if (live.stopped && status === 'complete') status = 'stopped';
 
-    const tEnd = Date.now();
-    const timings: Timings = { totalMs: tEnd - t0 };
-    if (tFirst) {
-      timings.ttftMs = tFirst - t0;
-      const decodeS = (tEnd - tFirst) / 1000;
-      if (usage?.completion_tokens && decodeS > 0) timings.tokensPerSecond = Math.round((usage.completion_tokens / decodeS) * 10) / 10;
-    }
+    const timings = tally.timings();
+    const { usage } = tally;
     if (writerStart) await writerStart.catch(() => undefined);
     if (!writer) return { status, text, error, saveError: saveError ?? 'the answer could not be saved' };
     try {

@@ -10,7 +10,8 @@
 import { readJson } from './body.ts';
 import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from '../history/errors.ts';
 import { newId, validateMetadata, type History, type StoredCompletion } from '../history/store.ts';
-import type { AnswerWriter, Message, Usage } from '../history/types.ts';
+import { AnswerTally } from '../history/answer-tally.ts';
+import type { AnswerWriter, Message } from '../history/types.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
 import type { StreamObserver } from './completions.ts';
 import type { Endpoint } from './validate.ts';
@@ -202,14 +203,11 @@ export function storeObserver(
     } catch (e) {
       throw historyApiError(e);
     }
-    const t0 = now();
+    const tally = new AnswerTally(now);
     let node: NodeInfo | undefined;
     let writer: Promise<AnswerWriter | undefined> | undefined;
     let pending = '';
     let ready: AnswerWriter | undefined;
-    let usage: Usage | undefined;
-    let finishReason: string | null = null;
-    let firstTokenAt: number | undefined;
     const begin = (chunk: Record<string, any>) => {
       const id = typeof chunk.id === 'string' && chunk.id ? chunk.id : `chatcmpl-${newId()}`;
       const metadata = body.metadata && typeof body.metadata === 'object' ? (body.metadata as Record<string, string>) : undefined;
@@ -237,7 +235,6 @@ export function storeObserver(
     };
     const append = (text: string) => {
       if (!text) return;
-      firstTokenAt ??= now();
       if (ready) ready.append(text);
       else pending += text;
     };
@@ -246,25 +243,13 @@ export function storeObserver(
         node = n;
       },
       chunks(chunks) {
-        for (const chunk of chunks) {
-          if (!writer) begin(chunk);
-          const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
-          const text = choice?.delta?.content ?? choice?.message?.content;
-          if (typeof text === 'string') append(text);
-          if (choice?.finish_reason) finishReason = choice.finish_reason;
-          if (chunk.usage && typeof chunk.usage.total_tokens === 'number') usage = chunk.usage;
-        }
+        if (!writer && chunks.length) begin(chunks[0]);
+        append(tally.add(chunks));
       },
       end(outcome) {
         if (!writer) return;
-        const end = now();
-        const timings = {
-          totalMs: end - t0,
-          ...(firstTokenAt !== undefined ? { ttftMs: firstTokenAt - t0 } : {}),
-          ...(usage && end > (firstTokenAt ?? t0)
-            ? { tokensPerSecond: Math.round((usage.completion_tokens / ((end - (firstTokenAt ?? t0)) / 1000)) * 10) / 10 }
-            : {}),
-        };
+        const { usage, finishReason } = tally;
+        const timings = tally.timings();
         const status = outcome.complete ? 'complete' : outcome.stopped ? 'stopped' : 'error';
         return writer.then((w) =>
           w
