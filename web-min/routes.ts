@@ -5,7 +5,7 @@
 // Every response carries a CSP with script-src 'none'; every POST needs the page's CSRF token.
 
 import { randomBytes } from 'node:crypto';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HistoryFullError, HistoryInputError, HistoryNotFoundError } from '../gateway/history/errors.ts';
@@ -112,11 +112,16 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
     return streamAnswer(c, sd, history.getConversation(conv.id) ?? conv, model);
   });
 
-  const loadConversation = (c: Context<WebEnv>): Conversation | Response => {
+  // Every /c/:id route works on that conversation: loaded once here, or a readable 404.
+  const withConversation: MiddlewareHandler<WebEnv> = async (c, next) => {
     const id = c.req.param('id') ?? '';
     const conv = ID_RE.test(id) ? history.getConversation(id) : undefined;
-    return conv ?? errorPage(c, 404, 'No such conversation', 'This conversation does not exist; it may have been deleted.');
+    if (!conv) return errorPage(c, 404, 'No such conversation', 'This conversation does not exist; it may have been deleted.');
+    c.set('conv', conv);
+    await next();
   };
+  app.use('/c/:id', withConversation);
+  app.use('/c/:id/*', withConversation);
 
   /** Checks a form that changes the conversation: no answer live, and the page is current. */
   const checkCurrent = (c: Context<WebEnv>, conv: Conversation, body: Record<string, unknown>): Response | undefined => {
@@ -131,14 +136,12 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   };
 
   app.get('/c/:id', (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     return send(c, conversationPage(c, conv, history.messages(conv.id), deps.models()));
   });
 
   app.post('/c/:id/send', async (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     const body = await c.req.parseBody();
     const stale = checkCurrent(c, conv, body);
     if (stale) return stale;
@@ -152,15 +155,13 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   });
 
   app.post('/c/:id/stop', async (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     await live.stop(conv.id);
     return c.redirect(`/c/${conv.id}#end`, 303);
   });
 
   app.post('/c/:id/regenerate', async (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     const body = await c.req.parseBody();
     const stale = checkCurrent(c, conv, body);
     if (stale) return stale;
@@ -179,16 +180,14 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   };
 
   app.get('/c/:id/edit/:seq', (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     const m = loadUserMessage(c, conv);
     if (!m) return errorPage(c, 404, 'No such message', 'Only your own messages can be edited.', `/c/${conv.id}`);
     return send(c, editPage(c, conv, m));
   });
 
   app.post('/c/:id/edit/:seq', async (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     const m = loadUserMessage(c, conv);
     if (!m) return errorPage(c, 404, 'No such message', 'Only your own messages can be edited.', `/c/${conv.id}`);
     const body = await c.req.parseBody();
@@ -205,14 +204,12 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   });
 
   app.get('/c/:id/rename', (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     return send(c, renamePage(c, conv));
   });
 
   app.post('/c/:id/rename', async (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     const title = field(await c.req.parseBody(), 'title');
     try {
       await history.renameConversation(conv.id, title);
@@ -224,14 +221,12 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   });
 
   app.get('/c/:id/delete', (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     return send(c, deletePage(c, conv));
   });
 
   app.post('/c/:id/delete', async (c) => {
-    const conv = loadConversation(c);
-    if (conv instanceof Response) return conv;
+    const conv = c.get('conv');
     await live.stop(conv.id);
     await history.deleteConversation(conv.id);
     return c.redirect('/', 303);

@@ -1,6 +1,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Dispatcher } from '../cluster/dispatch.ts';
 import type { History } from '../gateway/history/store.ts';
+import type { Conversation } from '../gateway/history/types.ts';
 
 export interface WebMinDeps {
   history: History;
@@ -24,5 +25,7 @@ export type WebEnv = {
     loggedIn: boolean;
     /** The request's valid session id, if any (read once, by accessGuard). */
     session: string | undefined;
+    /** On /c/:id routes: the conversation, loaded once for the route. */
+    conv: Conversation;
   };
 };
