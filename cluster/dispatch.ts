@@ -367,8 +367,8 @@ export class Dispatcher {
           if (e instanceof UpstreamFailure && e.reason === 'aborted') return settle({ ok: false, failure: 'aborted' }, started ? new StreamBrokenError('reset', 'client went away') : e);
           if (e instanceof StreamBrokenError) return broken(e.reason, e.message, e.reason === 'client_stalled' ? 'aborted' : 'timeout');
           if (e instanceof UpstreamFailure) return broken(e.reason === 'timeout' ? 'stall' : 'reset', e.message, e.reason === 'timeout' ? 'timeout' : 'reset');
-          if (e instanceof Http1Error && e.code === 'malformed') return broken('malformed', `${lease.node.name}: ${e.message}`);
-          broken('reset', e instanceof Http1Error && e.code === 'closed' && !e.errno ? `${lease.node.name}: connection closed mid-answer` : `${lease.node.name}: connection lost (${e instanceof Http1Error ? (e.errno ?? e.message) : e.message})`);
+          if (e instanceof Http1Error && e.code === 'malformed') return broken('malformed', `${lease.node.name}: ${e.detail}`);
+          broken('reset', e instanceof Http1Error && e.code === 'closed' && !e.errno ? `${lease.node.name}: connection closed mid-answer` : `${lease.node.name}: connection lost (${e instanceof Http1Error ? (e.errno ?? e.detail) : e.message})`);
         },
       });
     });

@@ -38,6 +38,8 @@ export class Http1Error extends Error {
     readonly code: Http1ErrorCode,
     message: string,
     readonly errno?: string,
+    /** The message without the node's host, for callers that name the node their own way. */
+    readonly detail = message,
   ) {
     super(message);
   }
@@ -231,7 +233,7 @@ class Connection {
       clearTimeout(this.connectTimer);
       if (this.pending && !this.gotBytes) this.armHeadLimit();
     });
-    this.connectTimer = setTimeout(() => this.fail(new Http1Error('connect', `connect to ${origin.host} timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    this.connectTimer = setTimeout(() => this.fail(this.error('connect', `connect timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
     this.socket.on('error', (e: NodeJS.ErrnoException) => this.fail(this.errorFor(e)));
     this.socket.on('end', () => this.closed());
     this.socket.on('close', () => this.closed());
@@ -259,7 +261,7 @@ class Connection {
 
   private armHeadLimit(): void {
     const ms = this.headTimeoutMs;
-    this.setIdle(ms, () => this.fail(new Http1Error('timeout', `${this.origin.host} sent nothing for ${ms} ms`)));
+    this.setIdle(ms, () => this.fail(this.error('timeout', `sent nothing for ${ms} ms`)));
   }
 
   /**
@@ -288,6 +290,11 @@ class Connection {
     this.timer.unref?.();
   }
 
+  /** An error about this connection's server: "HOST: detail". */
+  private error(code: Http1ErrorCode, detail: string, errno?: string): Http1Error {
+    return new Http1Error(code, `${this.origin.host}: ${detail}`, errno, detail);
+  }
+
   /** Close the connection; whoever waits on it hears `err`. */
   destroy(err: Http1Error = new Http1Error('aborted', 'connection dropped')): void {
     this.fail(err);
@@ -295,9 +302,9 @@ class Connection {
 
   private errorFor(e: NodeJS.ErrnoException): Http1Error {
     const code = e.code ?? '';
-    if (!this.connected) return new Http1Error('connect', `${this.origin.host}: ${code || e.message}`, code);
+    if (!this.connected) return this.error('connect', code || e.message, code);
     if (this.reused && !this.gotBytes && (code === 'ECONNRESET' || code === 'EPIPE')) return new Http1Error('stale', 'kept-alive connection was closed', code);
-    return new Http1Error('closed', `${this.origin.host}: connection lost (${code || e.message})`, code);
+    return this.error('closed', `connection lost (${code || e.message})`, code);
   }
 
   private closed(): void {
@@ -308,7 +315,7 @@ class Connection {
       this.done();
     }
     if (this.pending && this.reused && !this.gotBytes) return this.fail(new Http1Error('stale', 'kept-alive connection was closed'));
-    this.fail(new Http1Error('closed', `${this.origin.host}: connection closed before the answer was complete`));
+    this.fail(this.error('closed', 'connection closed before the answer was complete'));
   }
 
   /** The connection is unusable: drop it, then tell whoever waits on it. */
@@ -348,8 +355,8 @@ class Connection {
     // A read can cross the limit and hold the blank line too: `end` is checked, not just `all`.
     if (end < 0 || end > MAX_HEAD) {
       // What does not begin like a status line fails now rather than at the head limit.
-      if (!'HTTP/'.startsWith(all.toString('latin1', 0, 5))) this.fail(new Http1Error('malformed', `${this.origin.host} did not answer in HTTP/1.x`));
-      else if (all.length > MAX_HEAD) this.fail(new Http1Error('malformed', `${this.origin.host} sent a response head over ${MAX_HEAD} bytes`));
+      if (!'HTTP/'.startsWith(all.toString('latin1', 0, 5))) this.fail(this.error('malformed', 'did not answer in HTTP/1.x'));
+      else if (all.length > MAX_HEAD) this.fail(this.error('malformed', `sent a response head over ${MAX_HEAD} bytes`));
       else this.head = Buffer.from(all);
       return -1;
     }
@@ -357,7 +364,7 @@ class Connection {
     const lines = all.toString('latin1', 0, end).split('\r\n');
     const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]);
     if (!m) {
-      this.fail(new Http1Error('malformed', `${this.origin.host} did not answer in HTTP/1.x`));
+      this.fail(this.error('malformed', 'did not answer in HTTP/1.x'));
       return -1;
     }
     const status = Number(m[2]);
@@ -382,7 +389,7 @@ class Connection {
     if (status === 204 || status === 304) this.frame = Frame.None;
     else if (te) {
       if (!/(^|,)\s*chunked\s*$/.test(te)) {
-        this.fail(new Http1Error('malformed', `${this.origin.host} sent a transfer-encoding this client cannot read: ${te}`));
+        this.fail(this.error('malformed', `sent a transfer-encoding this client cannot read: ${te}`));
         return -1;
       }
       this.frame = Frame.Chunked;
@@ -391,7 +398,7 @@ class Connection {
     } else if (headers['content-length'] !== undefined) {
       const n = Number(headers['content-length']);
       if (!/^\d+$/.test(headers['content-length']) || !Number.isSafeInteger(n)) {
-        this.fail(new Http1Error('malformed', `${this.origin.host} sent a bad content-length`));
+        this.fail(this.error('malformed', 'sent a bad content-length'));
         return -1;
       }
       this.frame = n ? Frame.Length : Frame.None;
@@ -444,18 +451,18 @@ class Connection {
       const piece = b.toString('latin1', at, nl < 0 ? b.length : nl);
       if (nl < 0) {
         this.line += piece;
-        if (this.line.length > MAX_CHUNK_LINE) return this.fail(new Http1Error('malformed', `${this.origin.host} sent a bad chunk`));
+        if (this.line.length > MAX_CHUNK_LINE) return this.fail(this.error('malformed', 'sent a bad chunk'));
         return;
       }
       const line = (this.line + piece).replace(/\r$/, '');
       this.line = '';
       at = nl + 1;
       if (this.chunk === Chunk.DataEnd) {
-        if (line !== '') return this.fail(new Http1Error('malformed', `${this.origin.host} sent a bad chunk`));
+        if (line !== '') return this.fail(this.error('malformed', 'sent a bad chunk'));
         this.chunk = Chunk.Size;
       } else if (this.chunk === Chunk.Size) {
         const m = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(line);
-        if (!m) return this.fail(new Http1Error('malformed', `${this.origin.host} sent a bad chunk size`));
+        if (!m) return this.fail(this.error('malformed', 'sent a bad chunk size'));
         this.left = parseInt(m[1], 16);
         this.chunk = this.left === 0 ? Chunk.Trailer : Chunk.Data;
       } else if (line === '') {

@@ -68,10 +68,10 @@ function toFailure(node: NodeInfo, e: unknown): UpstreamFailure {
     case 'aborted':
       return new UpstreamFailure('aborted', 'client went away');
     case 'connect':
-      return new UpstreamFailure('connect', `${node.name}: ${e.message.replace(/^[^:]*: /, '')}`);
+      return new UpstreamFailure('connect', `${node.name}: ${e.detail}`);
     case 'timeout':
-      return new UpstreamFailure('timeout', `${node.name} sent nothing for ${e.message.replace(/^.* for /, '')}`);
+      return new UpstreamFailure('timeout', `${node.name}: ${e.detail}`);
     default:
-      return new UpstreamFailure('reset', `${node.name}: ${e.errno ?? e.message.replace(/^[^:]*: /, '')}`);
+      return new UpstreamFailure('reset', `${node.name}: ${e.errno ?? e.detail}`);
   }
 }

@@ -537,6 +537,19 @@ describe('connect and time limits', () => {
     expect((e as Http1Error).errno).toBe('ECONNREFUSED');
   });
 
+  it('says which server failed in its message, and what failed without the host in detail (IPv6 too)', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '::1', () => {
+        const { port } = s.address() as net.AddressInfo;
+        s.close(() => resolve(port));
+      });
+    });
+    const e = (await get(pool(`http://[::1]:${port}`)).catch((e: Http1Error) => e)) as Http1Error;
+    expect(e.code).toBe('connect');
+    expect(e.message).toBe(`[::1]:${port}: ECONNREFUSED`);
+    expect(e.detail).toBe('ECONNREFUSED');
+  });
+
   it("rejects with 'connect' when the handshake does not complete within connectTimeoutMs", async () => {
     const { port } = await unansweringListener();
     const p = pool(`http://${HOST}:${port}`);
