@@ -26,13 +26,13 @@ export function clockTicks(): number {
   return clkTck;
 }
 
-/** User + system CPU seconds a process has used so far (its own threads, not its children). */
-export function cpuSeconds(pid: number): number {
+/** User and kernel CPU seconds a process has used so far (its own threads, not its children). */
+export function cpuTimes(pid: number): { user: number; kernel: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name (which may hold spaces) start at the last ')'.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // f[0] is field 3 (state): utime is field 14, stime 15.
-  return (Number(f[11]) + Number(f[12])) / clockTicks();
+  return { user: Number(f[11]) / clockTicks(), kernel: Number(f[12]) / clockTicks() };
 }
 
 /** A field of /proc/PID/status in kB (VmHWM: peak RSS, VmRSS: current). */
