@@ -90,7 +90,8 @@ export class ServiceBrowser extends EventEmitter<{
   readonly types: string[];
   private readonly cache = new Map<string, Cached>();
   private readonly current = new Map<string, FoundService>();
-  private readonly asked = new Map<string, number>();
+  /** Per name: when it was last asked for, and how long to wait before asking again. */
+  private readonly asked = new Map<string, { at: number; gap: number }>();
   private readonly minInterval: number;
   private readonly maxInterval: number;
   private interval: number;
@@ -166,27 +167,47 @@ export class ServiceBrowser extends EventEmitter<{
     const now = Date.now();
     const rrs = [...(packet.answers ?? []), ...(packet.additionals ?? [])] as RR[];
     const flushed = new Set<string>();
+    // Most packets on a busy network only refresh records already known: the services are
+    // recomputed only when a record came or went.
+    let changed = false;
     for (const rr of rrs) {
       if ((rr.type === 'A' || rr.type === 'AAAA') && typeof rr.data === 'string' && (rr.ttl ?? 0) > 0) this.emit('host', rr.data);
       if (!this.relevant(rr)) continue;
       const nt = `${lower(rr.name)}|${rr.type}`;
       // Cache-flush bit (RFC 6762 10.2): this packet holds the whole set for name+type.
-      if (rr.flush && !flushed.has(nt)) {
-        flushed.add(nt);
-        for (const [k, c] of this.cache) {
-          if (k.startsWith(`${nt}|`) && now - c.received > 1000) this.cache.delete(k);
-        }
-      }
+      if (rr.flush) flushed.add(nt);
       const key = `${nt}|${dataKey(rr)}`;
       const ttl = rr.ttl ?? 0;
       if (ttl === 0) {
-        if (this.cache.delete(key)) this.lastReason = 'goodbye';
+        if (this.cache.delete(key)) {
+          this.lastReason = 'goodbye';
+          changed = true;
+        }
         continue;
       }
-      if (this.cache.size >= MAX_CACHE && !this.cache.has(key)) continue;
+      const known = this.cache.get(key);
+      if (known) {
+        Object.assign(known, { rr, received: now, expires: now + ttl * 1000, refreshes: 0 });
+        continue;
+      }
+      if (this.cache.size >= MAX_CACHE) continue;
       this.cache.set(key, { rr, received: now, expires: now + ttl * 1000, refreshes: 0 });
+      this.asked.delete(lower(rr.name)); // answered: a later question starts from a second again
+      changed = true;
     }
-    this.update();
+    // What a flushed set no longer holds goes, unless it arrived within the last second.
+    if (flushed.size > 0) {
+      for (const [k, c] of this.cache) {
+        if (now - c.received <= 1000) continue;
+        for (const nt of flushed) {
+          if (!k.startsWith(`${nt}|`)) continue;
+          this.cache.delete(k);
+          changed = true;
+          break;
+        }
+      }
+    }
+    if (changed) this.update();
     this.lastReason = 'expired';
   }
 
@@ -202,19 +223,20 @@ export class ServiceBrowser extends EventEmitter<{
     const now = Date.now();
     const next = new Map<string, FoundService>();
     const interested = new Set<Cached>();
+    let retryAt = Infinity;
     for (const type of this.types) {
       for (const ptr of this.records(`${type}.local`, 'PTR')) {
         interested.add(ptr);
         const fqdn = String(ptr.rr.data);
         const srv = this.records(fqdn, 'SRV')[0];
         const txt = this.records(fqdn, 'TXT')[0];
-        if (!srv || !txt) this.ask(fqdn, [{ name: fqdn, type: 'SRV' }, { name: fqdn, type: 'TXT' }], now);
+        if (!srv || !txt) retryAt = Math.min(retryAt, this.ask(fqdn, [{ name: fqdn, type: 'SRV' }, { name: fqdn, type: 'TXT' }], now));
         if (!srv) continue;
         interested.add(srv);
         const { target, port } = srv.rr.data as { target: string; port: number };
         const addrs = [...this.records(target, 'A'), ...this.records(target, 'AAAA')];
         if (addrs.length === 0) {
-          this.ask(target, [{ name: target, type: 'A' }, { name: target, type: 'AAAA' }], now);
+          retryAt = Math.min(retryAt, this.ask(target, [{ name: target, type: 'A' }, { name: target, type: 'AAAA' }], now));
           continue;
         }
         addrs.forEach((a) => interested.add(a));
@@ -235,22 +257,29 @@ export class ServiceBrowser extends EventEmitter<{
       if (!old) this.emit('found', svc);
       else if (JSON.stringify(old) !== JSON.stringify(svc)) this.emit('updated', svc);
     }
-    this.schedule(interested, now);
+    this.schedule(interested, now, retryAt);
   }
 
-  /** At most one question per name a second: the answer may simply be on its way. */
-  private ask(name: string, questions: Question[], now: number): void {
-    const last = this.asked.get(lower(name)) ?? 0;
-    if (now - last < 1000) return;
-    this.asked.set(lower(name), now);
-    if (this.asked.size > MAX_CACHE) this.asked.clear();
+  /**
+   * Asks for a name's records, at most once a second at first and then ever less often (up to
+   * once a minute) while no answer comes. Returns when it may ask again.
+   */
+  private ask(name: string, questions: Question[], now: number): number {
+    const key = lower(name);
+    const last = this.asked.get(key);
+    if (last && now - last.at < last.gap) return last.at + last.gap;
+    const gap = last ? Math.min(last.gap * 2, 60_000) : 1000;
+    if (this.asked.size >= MAX_CACHE) this.asked.clear();
+    this.asked.set(key, { at: now, gap });
     void this.mdns.query(questions);
+    return now + gap;
   }
 
-  private schedule(interested: Set<Cached>, now: number): void {
+  /** The next sweep: at the first expiry or refresh, or when a missing answer may be asked for again. */
+  private schedule(interested: Set<Cached>, now: number, retryAt: number): void {
     clearTimeout(this.sweepTimer);
     if (this.stopped) return;
-    let at = Infinity;
+    let at = retryAt;
     for (const c of this.cache.values()) {
       at = Math.min(at, c.expires);
       if (interested.has(c) && c.refreshes < REFRESH_AT.length) {

@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { EventEmitter } from 'node:events';
+import { describe, expect, it, vi } from 'vitest';
+import { ServiceBrowser } from '../discovery/browse.ts';
 import { isPrivateAddress } from '../discovery/addresses.ts';
 import { macFromEui64, makeExoHello, parseExoHello } from '../discovery/exo.ts';
 import { HostProber } from '../discovery/host-prober.ts';
@@ -55,5 +57,70 @@ describe('HostProber politeness', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(calls.length).toBe(5);
     prober.stop();
+  });
+});
+
+describe('ServiceBrowser', () => {
+  // A socket that records questions and lets the test deliver answers, on fake time.
+  function fakeSocket() {
+    const asked: { at: number; type: string; name: string }[] = [];
+    const sock = Object.assign(new EventEmitter(), {
+      ready: Promise.resolve(),
+      query: async (qs: { name: string; type: string }[]) => void qs.forEach((q) => asked.push({ at: Date.now(), ...q })),
+    });
+    const answer = (answers: object[]) => sock.emit('response', { answers, additionals: [] }, { address: '10.0.0.9' });
+    return { sock, asked, answer };
+  }
+  const ptr = { name: '_llm._tcp.local', type: 'PTR', ttl: 4500, data: 'desk._llm._tcp.local' };
+  const srv = { name: 'desk._llm._tcp.local', type: 'SRV', ttl: 120, flush: true, data: { target: 'desk.local', port: 8080 } };
+  const txt = { name: 'desk._llm._tcp.local', type: 'TXT', ttl: 4500, flush: true, data: [Buffer.from('path=/v1')] };
+  const a = { name: 'desk.local', type: 'A', ttl: 120, flush: true, data: '10.0.0.9' };
+
+  it('asks again for a missing record ever less often, and no more once answered', async () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      const { sock, asked, answer } = fakeSocket();
+      const b = new ServiceBrowser(sock as never, { types: ['_llm._tcp'] });
+      const found: string[] = [];
+      b.on('found', (s) => found.push(s.name));
+      b.start();
+      await vi.advanceTimersByTimeAsync(0);
+      answer([ptr]);
+      await vi.advanceTimersByTimeAsync(20_000);
+      const srvAsks = () => asked.filter((q) => q.type === 'SRV').map((q) => q.at);
+      const gaps = srvAsks().map((t, i, all) => (i ? t - all[i - 1] : t));
+      expect(gaps.map((g) => Math.round(g / 100) * 100)).toEqual([0, 1000, 2000, 4000, 8000]);
+      answer([srv, txt, a]);
+      expect(found).toEqual(['desk']);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(srvAsks()).toHaveLength(5);
+      b.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('keeps a service through refreshes and drops what a flushed set no longer holds', async () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      const { sock, answer } = fakeSocket();
+      const b = new ServiceBrowser(sock as never, { types: ['_llm._tcp'] });
+      const events: string[] = [];
+      b.on('found', (s) => events.push(`found ${s.addresses}`));
+      b.on('updated', (s) => events.push(`updated ${s.addresses}`));
+      b.on('lost', (s) => events.push(`lost ${s.name}`));
+      b.start();
+      answer([ptr, srv, txt, a]);
+      for (let i = 0; i < 5; i++) {
+        await vi.advanceTimersByTimeAsync(30_000);
+        answer([ptr, srv, txt, a]); // the same records again, new lifetimes
+      }
+      await vi.advanceTimersByTimeAsync(2000);
+      answer([{ ...a, data: '10.0.0.10' }]); // the host moved: the flushed A set holds only the new address
+      expect(events).toEqual(['found 10.0.0.9', 'updated 10.0.0.10']);
+      b.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
