@@ -75,18 +75,18 @@ function retryAfterOf(res: UpstreamResponse): number | undefined {
   return Number.isFinite(t) ? Math.max(0, Math.ceil((t - Date.now()) / 1000)) : undefined;
 }
 
-/** The whole body of an answer, at most `limit` bytes, with at most `stallMs` of silence. */
-function readBody(res: UpstreamResponse, limit: number, signal: AbortSignal, stallMs: number): Promise<Buffer> {
+/** The whole body of `node`'s answer, at most `limit` bytes, with at most `stallMs` of silence. */
+function readBody(node: string, res: UpstreamResponse, limit: number, signal: AbortSignal, stallMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     const onAbort = () => res.destroy(new UpstreamFailure('aborted', 'client went away'));
     signal.addEventListener('abort', onAbort, { once: true });
-    res.setIdleTimeout(stallMs, () => res.destroy(new UpstreamFailure('timeout', `the node went silent for ${stallMs} ms`)));
+    res.setIdleTimeout(stallMs, () => res.destroy(new UpstreamFailure('timeout', `${node} went silent for ${stallMs} ms`)));
     res.read({
       data(b) {
         size += b.length;
-        if (size > limit) res.destroy(new UpstreamFailure('reset', `answer larger than ${limit} bytes`));
+        if (size > limit) res.destroy(new UpstreamFailure('reset', `${node}: answer larger than ${limit} bytes`));
         else parts.push(Buffer.from(b));
       },
       end() {
@@ -95,7 +95,7 @@ function readBody(res: UpstreamResponse, limit: number, signal: AbortSignal, sta
       },
       error(e) {
         signal.removeEventListener('abort', onAbort);
-        reject(e instanceof Http1Error ? new UpstreamFailure('reset', e.message) : e);
+        reject(e instanceof Http1Error ? new UpstreamFailure('reset', `${node}: ${e.detail}`) : e);
       },
     });
   });
@@ -116,7 +116,7 @@ export class Dispatcher {
   json(req: CompletionRequest): Promise<JsonAnswer> {
     return this.withFallbacks(req, (r) =>
       this.attempts(r, new Set(), async (lease, res, t0) => {
-        const body = await readBody(res, MAX_JSON_BODY, r.signal, this.opts.stallTimeoutMs);
+        const body = await readBody(lease.node.name, res, MAX_JSON_BODY, r.signal, this.opts.stallTimeoutMs);
         try {
           JSON.parse(body.toString('utf8'));
         } catch {
@@ -216,7 +216,7 @@ export class Dispatcher {
         });
         const status = res.status;
         if (status < 200 || status >= 300) {
-          const errBody = await readBody(res, MAX_ERROR_BODY, req.signal, this.opts.stallTimeoutMs).catch(() => Buffer.alloc(0));
+          const errBody = await readBody(lease.node.name, res, MAX_ERROR_BODY, req.signal, this.opts.stallTimeoutMs).catch(() => Buffer.alloc(0));
           if (!nodeAtFault(status)) {
             lease.release({ ok: false, failure: 'client' });
             throw new ClusterError('rejected', `${lease.node.name} rejected the request`, { status, body: errBody });

@@ -120,8 +120,7 @@ export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
     c.set('conv', conv);
     await next();
   };
-  app.use('/c/:id', withConversation);
-  app.use('/c/:id/*', withConversation);
+  app.use('/c/:id/*', withConversation); // Hono's `/*` matches `/c/:id` itself too
 
   /** Checks a form that changes the conversation: no answer live, and the page is current. */
   const checkCurrent = (c: Context<WebEnv>, conv: Conversation, body: Record<string, unknown>): Response | undefined => {

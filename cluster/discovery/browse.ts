@@ -268,7 +268,8 @@ export class ServiceBrowser extends EventEmitter<{
     const key = lower(name);
     const last = this.asked.get(key);
     if (last && now - last.at < last.gap) return last.at + last.gap;
-    const gap = last ? Math.min(last.gap * 2, 60_000) : 1000;
+    // Long unasked (the name went quiet, then came back): start again from a second.
+    const gap = last && now - last.at < 2 * last.gap ? Math.min(last.gap * 2, 60_000) : 1000;
     if (this.asked.size >= MAX_CACHE) this.asked.clear();
     this.asked.set(key, { at: now, gap });
     void this.mdns.query(questions);

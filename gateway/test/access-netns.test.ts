@@ -2,7 +2,7 @@
 // public address in another (TEST-NET-3, joined by a veth pair; nothing leaves the machine).
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,15 +11,18 @@ import { BUNDLE } from './harness.ts';
 
 const unavailable = netnsUnavailable();
 let lab: NetLab | undefined;
+const dirs: string[] = [];
 
 afterEach(async () => {
   await lab?.cleanup();
   lab = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 /** Hearth (the bundle) in namespace a, listening on its public-looking address. */
 async function hearthIn(l: NetLab, env: Record<string, string> = {}): Promise<string> {
   const data = mkdtempSync(join(tmpdir(), 'hearth-access-'));
+  dirs.push(data);
   const p = l.run(l.a, [process.execPath, BUNDLE, '--host', l.ipA, '--port', '8808', '--data', data], { HEARTH_DISCOVERY_ENABLED: 'false', ...env });
   for (let i = 0; i < 200 && !p.stderr.some((s) => s.includes('listening on')); i++) await new Promise((r) => setTimeout(r, 25));
   if (!p.stderr.some((s) => s.includes('listening on'))) throw new Error(`Hearth did not start: ${p.stderr.join('\n')}`);

@@ -18,14 +18,22 @@ describe('AnswerTally', () => {
     expect(tally.timings()).toEqual({ totalMs: 750, ttftMs: 250, tokensPerSecond: 60 });
   });
 
-  it('takes a whole non-streamed answer, and gives no rate without a first token', () => {
+  it('takes a whole non-streamed answer, timed over the whole request, as an answer with no text is', () => {
     let t = 0;
-    const tally = new AnswerTally(() => t);
-    expect(tally.add([{ choices: [{ message: { content: 'All at once' }, finish_reason: 'length' }] }])).toBe('All at once');
-    expect(tally.finishReason).toBe('length');
-    const silent = new AnswerTally(() => t);
-    silent.add([{ choices: [{ delta: { tool_calls: [] } }], usage: { prompt_tokens: 1, completion_tokens: 9, total_tokens: 10 } }, null as never]);
+    const whole = new AnswerTally(() => t);
+    t = 2000;
+    expect(whole.add([{ choices: [{ message: { content: 'All at once' }, finish_reason: 'length' }], usage: { prompt_tokens: 1, completion_tokens: 40, total_tokens: 41 } }])).toBe('All at once');
+    t = 2001;
+    expect(whole.finishReason).toBe('length');
+    expect(whole.timings()).toEqual({ totalMs: 2001, tokensPerSecond: 20 });
+    t = 0;
+    const toolsOnly = new AnswerTally(() => t);
+    toolsOnly.add([{ choices: [{ delta: { tool_calls: [] } }], usage: { prompt_tokens: 1, completion_tokens: 9, total_tokens: 10 } }, null as never]);
     t = 100;
-    expect(silent.timings()).toEqual({ totalMs: 100 });
+    expect(toolsOnly.timings()).toEqual({ totalMs: 100, tokensPerSecond: 90 });
+    const nothing = new AnswerTally(() => t);
+    nothing.add([{ choices: [], usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } }]);
+    t = 200;
+    expect(nothing.timings()).toEqual({ totalMs: 100 });
   });
 });

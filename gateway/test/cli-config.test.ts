@@ -151,7 +151,8 @@ describe('memory', () => {
     const data = tmp();
     const dump = join(data, 'modules.txt');
     // Node's list of its own modules loaded so far, written on SIGUSR2 by a preload.
-    const preload = `import fs from 'node:fs'; process.on('SIGUSR2', () => fs.writeFileSync(${JSON.stringify(dump)}, process.moduleLoadList.join('\\n')));`;
+    // Written under another name and renamed, so the test never reads half a list.
+    const preload = `import fs from 'node:fs'; process.on('SIGUSR2', () => { fs.writeFileSync(${JSON.stringify(dump + '.part')}, process.moduleLoadList.join('\\n')); fs.renameSync(${JSON.stringify(dump + '.part')}, ${JSON.stringify(dump)}); });`;
     const h = await startBundle({ data, node: sim.url, env: { NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(preload)}` } });
     const loaded = async () => {
       rmSync(dump, { force: true });
