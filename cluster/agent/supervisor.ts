@@ -4,6 +4,7 @@
  * back-off when it dies. Readiness is told from outside (`setHealth`), by whoever probes it.
  */
 import { EventEmitter } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import { spawn as ptySpawn, type IPty } from 'node-pty';
 import { LineRing } from './output.ts';
 
@@ -34,8 +35,6 @@ export interface SupervisorOptions {
   stopGraceMs?: number;
   /** Lines of output kept (default 200). */
   outputLines?: number;
-  /** Restart after a clean exit (status 0) too (default true: a server that ends is gone). */
-  restartOnCleanExit?: boolean;
   /** Injected for tests. */
   spawn?: typeof ptySpawn;
 }
@@ -61,8 +60,10 @@ export interface SupervisorStatus {
   last: StateChange | null;
 }
 
-const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 15: 'SIGTERM' };
-export const signalName = (n: number | undefined) => (n ? (SIGNALS[n] ?? `signal ${n}`) : '');
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(osConstants.signals)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
+/** `SIGSEGV` for 11 (node-pty reports a signal by number). */
+export const signalName = (n: number | undefined) => (n ? (SIGNAL_NAMES.get(n) ?? `signal ${n}`) : '');
 
 /** The back-off schedule: attempt 0 waits `min`, then doubles, capped at `max`. */
 export function backoffDelay(attempt: number, minMs: number, maxMs: number): number {
@@ -95,7 +96,6 @@ export class Supervisor extends EventEmitter<{ state: [StateChange]; line: [stri
       stableMs: opts.stableMs ?? 60_000,
       stopGraceMs: opts.stopGraceMs ?? 5000,
       outputLines: opts.outputLines ?? 200,
-      restartOnCleanExit: opts.restartOnCleanExit ?? true,
     };
     this.spawnPty = opts.spawn ?? ptySpawn;
     this.output = new LineRing({ size: this.o.outputLines }, (l) => this.emit('line', l));
@@ -188,11 +188,8 @@ export class Supervisor extends EventEmitter<{ state: [StateChange]; line: [stri
     const clean = exitCode === 0 && !signal;
     this.set(clean ? 'exited' : 'crashed', { exitCode, signal: signal || undefined });
     waiters.forEach((w) => w());
+    // A clean exit is restarted too: a server that ends is a node gone from the cluster.
     if (this.stopping) return;
-    if (clean && !this.o.restartOnCleanExit) {
-      this.set('stopped', {});
-      return;
-    }
     if (ranMs >= this.o.stableMs) this.attempt = 0;
     const delayMs = backoffDelay(this.attempt++, this.o.backoffMinMs, this.o.backoffMaxMs);
     this.set('backoff', { delayMs });
