@@ -13,6 +13,30 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 export const BUNDLE = join(ROOT, 'dist/hearth.mjs');
 export const NGINX = process.env.HEARTH_BENCH_NGINX ?? '/usr/sbin/nginx';
 
+/**
+ * Waits until `ready` finds what it needs in a child's output so far (stdout and stderr
+ * together); rejects if the child exits first or after `ms`.
+ */
+function untilOutput<T>(proc: ChildProcess, what: string, ready: (out: string) => T | undefined, ms = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start in ${ms / 1000} s:\n${out}`)), ms);
+    const on = (b: Buffer) => {
+      out = (out + b).slice(-20_000);
+      const value = ready(out);
+      if (value === undefined) return;
+      clearTimeout(timer);
+      resolve(value);
+    };
+    proc.stdout?.on('data', on);
+    proc.stderr?.on('data', on);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) before it was ready:\n${out}`));
+    });
+  });
+}
+
 let clkTck: number | undefined;
 /** Clock ticks per second of /proc/PID/stat times. */
 export function clockTicks(): number {
@@ -74,7 +98,6 @@ export interface HearthProc {
   proc: ChildProcess;
   dir: string;
   /** stderr so far (the last 20 kB). */
-  log(): string;
   stop(): Promise<void>;
 }
 
@@ -125,30 +148,13 @@ export async function startHearth(o: HearthOptions): Promise<HearthProc> {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-'));
   const file = writeHearthConfig(dir, o);
   const proc = spawn(process.execPath, [...NODE_FLAGS, ...EXTRA_FLAGS, BUNDLE, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, env: cleanEnv() });
-  let log = '';
-  const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`Hearth did not start in 10 s:\n${log}`)), 10_000);
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (s: string) => {
-      log = (log + s).slice(-20_000);
-      const m = /listening on (http:\/\/[^\s]+?)\s/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        res(m[1]);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`Hearth exited (${code}) before listening:\n${log}`));
-    });
-  });
+  const url = await untilOutput(proc, 'Hearth', (out) => /listening on (http:\/\/[^\s]+?)\s/.exec(out)?.[1]);
   return {
     url,
     port: Number(new URL(url).port),
     pid: proc.pid!,
     proc,
     dir,
-    log: () => log,
     stop: async () => {
       await stopChild(proc);
       rmSync(dir, { recursive: true, force: true });
@@ -310,24 +316,7 @@ export async function startSimProcess(args: string[]): Promise<SimProc> {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`sim-node did not start: ${out}`)), 15_000);
-    const on = (b: Buffer) => {
-      out += b;
-      const m = / on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res(m[1]);
-      }
-    };
-    proc.stdout!.on('data', on);
-    proc.stderr!.on('data', on);
-    proc.once('exit', (c) => {
-      clearTimeout(timer);
-      rej(new Error(`sim-node exited (${c}): ${out}`));
-    });
-  });
+  const url = await untilOutput(proc, 'sim-node', (out) => / on (http:\/\/\S+)/.exec(out)?.[1], 15_000);
   return { url, pid: proc.pid!, stop: () => stopChild(proc) };
 }
 
@@ -341,18 +330,9 @@ export interface BareProxyProc {
 /** `bench/bare-proxy.ts`: a bare node:http pipe in front of each upstream, in its own process. */
 export async function startBareProxy(upstreams: string[]): Promise<BareProxyProc> {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-proxy.ts'), ...upstreams], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
-  const urls = await new Promise<string[]>((res, rej) => {
-    const got: string[] = [];
-    const timer = setTimeout(() => rej(new Error('bare proxy did not start in 10 s')), 10_000);
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', (s: string) => {
-      for (const m of s.matchAll(/listening (\d+)/g)) got.push(`http://127.0.0.1:${m[1]}`);
-      if (got.length === upstreams.length) {
-        clearTimeout(timer);
-        res(got);
-      }
-    });
-    proc.once('exit', () => rej(new Error('bare proxy exited')));
+  const urls = await untilOutput(proc, 'bare proxy', (out) => {
+    const got = [...out.matchAll(/listening (\d+)/g)].map((m) => `http://127.0.0.1:${m[1]}`);
+    return got.length === upstreams.length ? got : undefined;
   });
   return {
     urls,
