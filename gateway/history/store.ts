@@ -691,20 +691,20 @@ class LmdbHistory implements History {
           updatedAt: t,
           model: req.model,
           source: 'api',
-          messageCount: 0,
+          messageCount: req.messages.length + 1,
           completion: { created, answerSeq: req.messages.length, finishReason: null },
         };
         if (systemText) conv.system = systemText;
         if (req.metadata) conv.metadata = { ...req.metadata };
-        this.putConversation(conv, undefined);
-        this.completions.put([created, req.id], 1);
+        // A new conversation: the request's messages take seq 0..N-1 and the answer N, written
+        // at once rather than appended one by one.
         req.messages.forEach((m, i) => {
           const role: Role = m.role === 'developer' ? 'system' : ROLES.has(m.role) ? (m.role as Role) : 'user';
           const nm: NewMessage = { id: `${req.id}-${i}`, role, content: contentText(m.content), createdAt: t };
           if (typeof m.name === 'string') nm.name = m.name;
-          this.addInTxn(req.id, nm);
+          this.msgs.put([req.id, i], this.buildMessage(conv, i, nm));
         });
-        const answer = this.addInTxn(req.id, {
+        const answer = this.buildMessage(conv, req.messages.length, {
           id: `${req.id}-${req.messages.length}`,
           role: 'assistant',
           content: '',
@@ -713,6 +713,9 @@ class LmdbHistory implements History {
           node: req.node,
           createdAt: t,
         });
+        this.msgs.put([req.id, answer.seq], answer);
+        this.putConversation(conv, undefined);
+        this.completions.put([created, req.id], 1);
         this.streaming.put([req.id, answer.seq], 1);
         return answer;
       }),
