@@ -188,8 +188,8 @@ export class Supervisor extends EventEmitter<{ state: [StateChange]; line: [stri
     const clean = exitCode === 0 && !signal;
     this.set(clean ? 'exited' : 'crashed', { exitCode, signal: signal || undefined });
     waiters.forEach((w) => w());
-    // A clean exit is restarted too: a server that ends is a node gone from the cluster.
     if (this.stopping) return;
+    // A clean exit is restarted too: a server that ends is a node gone from the cluster.
     if (ranMs >= this.o.stableMs) this.attempt = 0;
     const delayMs = backoffDelay(this.attempt++, this.o.backoffMinMs, this.o.backoffMaxMs);
     this.set('backoff', { delayMs });
