@@ -97,7 +97,6 @@ export interface HearthProc {
   pid: number;
   proc: ChildProcess;
   dir: string;
-  /** stderr so far (the last 20 kB). */
   stop(): Promise<void>;
 }
 

@@ -676,7 +676,11 @@ class LmdbHistory implements History {
     this.guard('grow');
     const t = this.now();
     const created = req.created ?? Math.floor(t / 1000);
+    const storedRole = (role: string): Role => (role === 'developer' ? 'system' : ROLES.has(role) ? (role as Role) : 'user');
     const firstUser = req.messages.find((m) => m.role === 'user');
+    let title = titleFrom(firstUser ? contentText(firstUser.content) : '');
+    // As a chat is titled: from its first message when that is stored as the user's.
+    if (title === 'New conversation' && req.messages.length && storedRole(req.messages[0].role) === 'user') title = titleFrom(contentText(req.messages[0].content));
     const systemText = req.messages
       .filter((m) => m.role === 'system' || m.role === 'developer')
       .map((m) => contentText(m.content))
@@ -686,7 +690,7 @@ class LmdbHistory implements History {
         if (this.conversations.doesExist(req.id)) throw new HistoryInputError(`completion ${req.id} already exists`);
         const conv: Conversation = {
           id: req.id,
-          title: titleFrom(firstUser ? contentText(firstUser.content) : ''),
+          title,
           createdAt: t,
           updatedAt: t,
           model: req.model,
@@ -699,8 +703,7 @@ class LmdbHistory implements History {
         // A new conversation: the request's messages take seq 0..N-1 and the answer N, written
         // at once rather than appended one by one.
         req.messages.forEach((m, i) => {
-          const role: Role = m.role === 'developer' ? 'system' : ROLES.has(m.role) ? (m.role as Role) : 'user';
-          const nm: NewMessage = { id: `${req.id}-${i}`, role, content: contentText(m.content), createdAt: t };
+          const nm: NewMessage = { id: `${req.id}-${i}`, role: storedRole(m.role), content: contentText(m.content), createdAt: t };
           if (typeof m.name === 'string') nm.name = m.name;
           this.msgs.put([req.id, i], this.buildMessage(conv, i, nm));
         });

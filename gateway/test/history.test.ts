@@ -156,6 +156,32 @@ describe('history store', () => {
     await expect(w2.finish({ status: 'stopped' })).rejects.toThrow(/deleted/);
   });
 
+  it('stores a completion request whole: roles as stored, seq 0..N, titled as a chat would be', async () => {
+    const h = await openAt(tmpDir());
+    const w = await h.startCompletion({
+      id: 'chatcmpl-a',
+      model: 'm',
+      messages: [
+        { role: 'developer', content: 'Be brief.' },
+        { role: 'user', content: [{ type: 'text', text: 'Why is the sky blue?' }] },
+        { role: 'tool', content: 'ignored' },
+      ],
+    });
+    w.append('Rayleigh scattering.');
+    await w.finish({ status: 'complete' });
+    const a = h.getCompletion('chatcmpl-a')!;
+    expect(a.conversation).toMatchObject({ title: 'Why is the sky blue?', system: 'Be brief.', messageCount: 4, model: 'm' });
+    expect(h.messages('chatcmpl-a').map((m) => [m.seq, m.role, m.content])).toEqual([
+      [0, 'system', 'Be brief.'],
+      [1, 'user', 'Why is the sky blue?'],
+      [2, 'tool', 'ignored'],
+      [3, 'assistant', 'Rayleigh scattering.'],
+    ]);
+    // No literal user message: titled from the first message when it is stored as the user's.
+    await (await h.startCompletion({ id: 'chatcmpl-b', model: 'm', messages: [{ role: 'function', content: 'tool output here' }] })).finish({ status: 'complete' });
+    expect(h.getCompletion('chatcmpl-b')!.conversation.title).toBe('tool output here');
+  });
+
   it('applies retention and a size limit by deleting the least recently updated conversations', async () => {
     const day = 86_400_000;
     let t = 100 * day;
