@@ -135,6 +135,20 @@ interface Body {
   calls: number;
 }
 
+/** Reads `res` into a list of its pieces, then 'END' or 'ERROR <message>'; `onPiece` runs after each is listed. */
+function record(res: Http1Response, onPiece?: () => void): string[] {
+  const events: string[] = [];
+  res.read({
+    data(b) {
+      events.push(b.toString());
+      onPiece?.();
+    },
+    end: () => events.push('END'),
+    error: (e) => events.push(`ERROR ${e.message}`),
+  });
+  return events;
+}
+
 /** Reads the whole body (copying each piece, as the client requires); rejects with the handler's error. */
 function readAll(res: Http1Response, ms = 2000): Promise<Body> {
   return within(
@@ -663,8 +677,7 @@ describe('pause and resume', () => {
     const srv = await fixedServer(head(200, 'Content-Length: 6') + 'abcdef');
     const res = await get(pool(srv.url));
     res.pause();
-    const events: string[] = [];
-    res.read({ data: (b) => void events.push(b.toString()), end: () => events.push('END'), error: () => events.push('ERROR') });
+    const events = record(res);
     await sleep(30);
     expect(events).toEqual([]);
     res.resume();
@@ -703,15 +716,7 @@ describe('pause and resume', () => {
     const srv = await fixedServer(head(200, TE) + chunked('a', 'b', 'c'));
     const res = await get(pool(srv.url));
     res.pause();
-    const events: string[] = [];
-    res.read({
-      data(b) {
-        events.push(b.toString());
-        res.pause();
-      },
-      end: () => events.push('END'),
-      error: () => events.push('ERROR'),
-    });
+    const events = record(res, () => res.pause());
     await sleep(30);
     for (const expected of [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'b', 'c', 'END']]) {
       res.resume();
@@ -724,16 +729,8 @@ describe('pause and resume', () => {
     const p = pool(srv.url);
     const first = await get(p);
     first.pause();
-    const events: string[] = [];
-    first.read({
-      data(b) {
-        events.push(b.toString());
-        // A consumer whose sink is full pauses again, though the body is complete by now.
-        first.pause();
-      },
-      end: () => events.push('END'),
-      error: () => events.push('ERROR'),
-    });
+    // A consumer whose sink is full pauses again, though the body is complete by now.
+    const events = record(first, () => first.pause());
     await sleep(20);
     first.resume();
     expect(events).toEqual(['a']);
@@ -754,8 +751,7 @@ describe('destroy, discard and abort', () => {
     const srv = await fixedServer(head(200, TE) + chunked('one', 'two'));
     const res = await get(pool(srv.url));
     res.pause();
-    const events: string[] = [];
-    res.read({ data: (b) => events.push(b.toString()), end: () => events.push('END'), error: (e) => events.push(`ERROR ${e.message}`) });
+    const events = record(res);
     await sleep(30);
     expect(res.complete).toBe(true);
     expect(events).toEqual([]);
@@ -804,8 +800,7 @@ describe('destroy, discard and abort', () => {
     const srv = await rawServer((_req, peer) => void peer.socket.write(head(200, 'Content-Length: 10') + 'abc'));
     const p = pool(srv.url);
     const res = await get(p);
-    const events: string[] = [];
-    res.read({ data: (b) => void events.push(b.toString()), end: () => events.push('END'), error: () => events.push('ERROR') });
+    const events = record(res);
     await sleep(10);
     res.destroy();
     await within(srv.peers[0].closed);
@@ -838,15 +833,7 @@ describe('destroy, discard and abort', () => {
     });
     const p = pool(srv.url);
     const res = await get(p);
-    const events: string[] = [];
-    res.read({
-      data(b) {
-        events.push(b.toString());
-        res.discard(1000);
-      },
-      end: () => events.push('END'),
-      error: () => events.push('ERROR'),
-    });
+    const events = record(res, () => res.discard(1000));
     await sleep(20);
     rest();
     await within((async () => {
@@ -867,8 +854,7 @@ describe('destroy, discard and abort', () => {
     const p = pool(srv.url);
     const res = await get(p);
     res.pause();
-    const events: string[] = [];
-    res.read({ data: (b) => void events.push(b.toString()), end: () => events.push('END'), error: () => events.push('ERROR') });
+    const events = record(res);
     await sleep(10);
     res.discard(1000);
     await within((async () => {
