@@ -443,8 +443,9 @@ class Connection {
         if (this.left === 0) this.chunk = Chunk.DataEnd;
         continue;
       }
-      if (this.line === '' && this.frameLineFast(b, at)) {
-        at = this.fastAt;
+      const past = this.line === '' ? this.frameLineFast(b, at) : -1;
+      if (past >= 0) {
+        at = past;
         continue;
       }
       const nl = b.indexOf(10, at);
@@ -474,21 +475,19 @@ class Connection {
     }
   }
 
-  private fastAt = 0;
-
   /**
    * The common framing lines (a data chunk's closing CRLF, a bare hex size and CRLF) read
    * straight from the bytes, as this runs for every streamed event; anything else (extensions,
-   * a line split across reads, trailers) takes the general path. Sets `fastAt` past the line.
+   * a line split across reads, trailers) takes the general path. Returns the offset past the
+   * line, or -1 for the general path.
    */
-  private frameLineFast(b: Buffer, at: number): boolean {
+  private frameLineFast(b: Buffer, at: number): number {
     if (this.chunk === Chunk.DataEnd) {
-      if (b[at] !== 13 || b[at + 1] !== 10) return false;
+      if (b[at] !== 13 || b[at + 1] !== 10) return -1;
       this.chunk = Chunk.Size;
-      this.fastAt = at + 2;
-      return true;
+      return at + 2;
     }
-    if (this.chunk !== Chunk.Size) return false;
+    if (this.chunk !== Chunk.Size) return -1;
     let n = 0;
     let i = at;
     for (; i < b.length && i - at < 12; i++) {
@@ -497,11 +496,10 @@ class Connection {
       if (d < 0) break;
       n = n * 16 + d;
     }
-    if (i === at || b[i] !== 13 || b[i + 1] !== 10) return false;
+    if (i === at || b[i] !== 13 || b[i + 1] !== 10) return -1;
     this.left = n;
     this.chunk = n === 0 ? Chunk.Trailer : Chunk.Data;
-    this.fastAt = i + 2;
-    return true;
+    return i + 2;
   }
 
   /** The answer is complete: hand the connection back for reuse, or close it. */
@@ -554,8 +552,9 @@ export class Http1Pool {
   request(r: Http1Request, signal?: AbortSignal): Promise<Http1Response> {
     if (signal?.aborted) return Promise.reject(new Http1Error('aborted', 'client went away'));
     // A line break in the path or a header would end it early and let the rest pose as headers.
-    const bad = /[\r\n\0 ]/.test(r.path) ? 'path' : Object.keys(r.headers).find((k) => /[\r\n\0:]/.test(k) || /[\r\n\0]/.test(r.headers[k]));
-    if (bad) return Promise.reject(new Http1Error('malformed', `the request's ${bad === 'path' ? 'path' : `header ${bad}`} holds a line break, NUL or other character not allowed there`));
+    const badHeader = Object.keys(r.headers).find((k) => /[\r\n\0:]/.test(k) || /[\r\n\0]/.test(r.headers[k]));
+    const bad = /[\r\n\0 ]/.test(r.path) ? 'path' : badHeader !== undefined ? `header ${badHeader}` : undefined;
+    if (bad) return Promise.reject(new Http1Error('malformed', `the request's ${bad} holds a line break, NUL or other character not allowed there`));
     const c = (!r.fresh && this.idle.pop()) || this.open(r.connectTimeoutMs);
     const p = c.send(r);
     if (!signal) return p;

@@ -28,11 +28,11 @@ privateNets.addAddress('::1', 'ipv6');
 privateNets.addSubnet('fc00::', 7, 'ipv6');
 privateNets.addSubnet('fe80::', 10, 'ipv6');
 
-/** True for private addresses (also IPv4-mapped ones); anything else, or unparsable, is public. */
 // Asked for every API request and chat page; a home network has few peers, and the BlockList
 // lookup allocates, so each answer is remembered.
 const privateCache = new Map<string, boolean>();
 
+/** True for private addresses (also IPv4-mapped ones); anything else, or unparsable, is public. */
 export function isPrivateAddress(ip: string | undefined): boolean {
   if (!ip) return false;
   let ok = privateCache.get(ip);
