@@ -136,6 +136,11 @@ export function newId(): string {
   return randomBytes(12).toString('base64url');
 }
 
+/** The role a request's message is stored with: `developer` as system, anything unknown as user. */
+function storedRole(role: string): Role {
+  return role === 'developer' ? 'system' : ROLES.has(role) ? (role as Role) : 'user';
+}
+
 function titleFrom(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim();
   if (!line) return 'New conversation';
@@ -599,20 +604,17 @@ class LmdbHistory implements History {
       this.flushTimer = undefined;
       return;
     }
+    const dirty = [...this.live].filter((w) => w.dirty && !w.error);
+    if (dirty.length === 0) return;
     // One free-space check per flush, not one per live answer.
     let full: Error | undefined;
-    let checked = false;
-    for (const w of this.live) {
-      if (!w.dirty || w.error) continue;
+    try {
+      this.guard('finish');
+    } catch (e) {
+      full = e as Error;
+    }
+    for (const w of dirty) {
       w.dirty = false;
-      if (!checked) {
-        checked = true;
-        try {
-          this.guard('finish');
-        } catch (e) {
-          full = e as Error;
-        }
-      }
       if (full) {
         w.error = full;
         continue;
@@ -676,7 +678,6 @@ class LmdbHistory implements History {
     this.guard('grow');
     const t = this.now();
     const created = req.created ?? Math.floor(t / 1000);
-    const storedRole = (role: string): Role => (role === 'developer' ? 'system' : ROLES.has(role) ? (role as Role) : 'user');
     const firstUser = req.messages.find((m) => m.role === 'user');
     let title = titleFrom(firstUser ? contentText(firstUser.content) : '');
     // As a chat is titled: from its first message when that is stored as the user's.
