@@ -9,19 +9,20 @@ export async function readJson(incoming: IncomingMessage, limit: number): Promis
   return (await readJsonWithBytes(incoming, limit)).value;
 }
 
-/** As readJson, with the bytes as received (so that an unchanged body can be forwarded as is). */
+/**
+ * As readJson, with the bytes as received (so that an unchanged body can be forwarded as is).
+ * Past the limit it stops keeping bytes; the 413 answer (sendJson) takes in the rest, within
+ * bounds, so the client reads the answer.
+ */
 export async function readJsonWithBytes(incoming: IncomingMessage, limit: number): Promise<{ value: unknown; bytes: Buffer }> {
   const declared = incoming.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
-    incoming.resume(); // drain, so the connection stays usable for the error answer
-    throw tooLarge(limit);
-  }
+  if (declared !== undefined && Number(declared) > limit) throw tooLarge(limit);
   const body = await new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     let over = false;
     incoming.on('data', (part: Buffer) => {
-      if (over) return; // keep draining, so the connection stays usable for the error answer
+      if (over) return;
       size += part.length;
       if (size <= limit) return void parts.push(part);
       over = true;
