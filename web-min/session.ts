@@ -23,12 +23,16 @@ export class Sessions {
   /** Session ids logged out before their expiry (until then), in memory. */
   private readonly revoked = new Map<string, number>();
   private failures: number[] = [];
+  /** Constant-time, like the API's keys; false for everything when no password is set. */
+  readonly checkPassword: (given: string) => boolean;
 
   constructor(
     private readonly secret: Buffer,
     private readonly password: string | undefined,
     private readonly days: number,
-  ) {}
+  ) {
+    this.checkPassword = keyChecker(this.enabled ? [password!] : []);
+  }
 
   get enabled(): boolean {
     return this.password !== undefined && this.password !== '';
@@ -49,12 +53,6 @@ export class Sessions {
     if (this.revoked.has(sid)) return undefined;
     return sid;
   }
-
-  /** Constant-time, like the API's keys; false when no password is set. */
-  checkPassword(given: string): boolean {
-    return (this.passwordCheck ??= keyChecker(this.enabled ? [this.password!] : []))(given);
-  }
-  private passwordCheck: ((given: string) => boolean) | undefined;
 
   /** At most 10 wrong passwords a minute, for the whole gateway. */
   throttled(): boolean {
