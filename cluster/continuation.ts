@@ -47,6 +47,14 @@ export class AnswerSoFar {
     }
   }
 
+  /** Record a token chunk read through a template (see chunk-template.ts): its content token. */
+  observeContent(token: string): void {
+    if (this.continuable && token !== '') {
+      this.content += token;
+      this.tokens++;
+    }
+  }
+
   /**
    * A chunk of a continuation leg as the client should see it: the leg's opening role-only
    * delta dropped, the first leg's id and creation time, usage counting the whole answer.

@@ -1,5 +1,6 @@
 import type { Balancer, Lease, Outcome, PickRequest } from './balancer.ts';
 import { AnswerSoFar, conversationKey } from './continuation.ts';
+import { ChunkTemplate } from './chunk-template.ts';
 import { ClusterError, StreamBrokenError } from './errors.ts';
 import type { ModelRoutes } from './model-routes.ts';
 import type { NodeInfo } from './node.ts';
@@ -39,11 +40,14 @@ export interface CompletionRequest {
 export interface StreamSink {
   /** The first event arrived from `node`: commit to it (send the response headers). */
   start(node: NodeInfo): void;
+  /** The sink reads the JSON of the data events (`send`'s `chunks`); otherwise they are not all parsed. */
+  readonly wantsChunks: boolean;
   /**
-   * SSE text to forward as is, and the parsed JSON of its data events (for observers). `last`:
-   * this text ends the answer (`[DONE]` included), so it can go out with the end of the response.
+   * SSE to forward as is (bytes are valid only during the call), and, if wanted, the JSON of its
+   * data events. `last`: this ends the answer (`[DONE]` included), so it can go out with the end
+   * of the response.
    */
-  send(text: string, chunks: Record<string, any>[], last?: boolean): boolean;
+  send(sse: string | Buffer, chunks: Record<string, any>[] | undefined, last?: boolean): boolean;
   /** Resolves when the client can take more. */
   drained(): Promise<void>;
   /** The answer is complete; `[DONE]` was in the last `send`, which said it was the last. */
@@ -258,6 +262,7 @@ export class Dispatcher {
   ): Promise<StreamBrokenError | undefined> {
     return new Promise((resolve, reject) => {
       const parser = new SseParser();
+      const template = new ChunkTemplate();
       const rewriting = answer.leg > 0;
       let started = false;
       let finished = false;
@@ -298,18 +303,34 @@ export class Dispatcher {
         if (finished) return;
         const items = parser.push(buf);
         if (items.length === 0) return;
+        // Bytes that are exactly their events, as formatSse would write them, go on as they came.
+        let verbatim = parser.verbatim && !rewriting;
         let text = '';
-        const parsed: Record<string, any>[] = [];
+        const parsed: Record<string, any>[] | undefined = sink.wantsChunks ? [] : undefined;
         let done = false;
-        for (const it of items) {
+        for (let i = 0; i < items.length; i++) {
+          const it = items[i];
           if ('comment' in it) {
             if (answer.started) text += formatSse(it);
             continue;
           }
           if (it.data === '[DONE]') {
             done = true;
-            text += 'data: [DONE]\n\n';
+            if (verbatim && i < items.length - 1) {
+              // What follows [DONE] is not forwarded.
+              verbatim = false;
+              text = items.slice(0, i).map(formatSse).join('');
+            }
+            if (!verbatim) text += 'data: [DONE]\n\n';
             break;
+          }
+          const token = rewriting ? undefined : template.match(it.data);
+          if (token !== undefined) {
+            chunks++;
+            if (!verbatim) text += formatSse(it);
+            if (template.kind === 'content') answer.observeContent(token);
+            parsed?.push(JSON.parse(it.data));
+            continue;
           }
           let obj: any;
           try {
@@ -328,11 +349,14 @@ export class Dispatcher {
             obj = answer.rewrite(obj);
             if (!obj) continue;
             text += `data: ${JSON.stringify(obj)}\n\n`;
-          } else text += formatSse(it);
+          } else {
+            if (!verbatim) text += formatSse(it);
+            template.learn(it.data, obj);
+          }
           answer.observe(obj);
-          parsed.push(obj);
+          parsed?.push(obj);
         }
-        if (text === '') return;
+        if (!verbatim && text === '') return;
         if (!started) {
           started = true;
           tFirst = Date.now();
@@ -350,7 +374,7 @@ export class Dispatcher {
             sink.start(lease.node);
           }
         }
-        if (!sink.send(text, parsed, done) && !done) {
+        if (!sink.send(verbatim ? buf : text, parsed, done) && !done) {
           clientBlocked = true;
           res.pause();
           void sink.drained().then(() => {

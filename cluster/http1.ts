@@ -432,12 +432,19 @@ class Connection {
       if (at + n < b.length) this.destroy();
       return;
     }
-    // Chunked: size line, data, CRLF; a zero size ends it, after optional trailer lines.
+    // Chunked: size line, data, CRLF; a zero size ends it, after optional trailer lines. The
+    // data of every chunk in this read is gathered in place at the front of `b` and handed on
+    // in one piece: a streamed answer's events often arrive several to a read, and one delivery
+    // means one parse and one write to the client for all of them.
+    const from = at;
+    let out = at;
+    let bad: string | undefined;
+    let complete = false;
     while (at < b.length) {
       if (this.chunk === Chunk.Data) {
         const n = Math.min(this.left, b.length - at);
-        res.deliver(b.subarray(at, at + n));
-        if (this.res !== res) return;
+        if (out !== at) b.copy(b, out, at, at + n);
+        out += n;
         at += n;
         this.left -= n;
         if (this.left === 0) this.chunk = Chunk.DataEnd;
@@ -452,26 +459,40 @@ class Connection {
       const piece = b.toString('latin1', at, nl < 0 ? b.length : nl);
       if (nl < 0) {
         this.line += piece;
-        if (this.line.length > MAX_CHUNK_LINE) return this.fail(this.error('malformed', 'sent a bad chunk'));
-        return;
+        if (this.line.length > MAX_CHUNK_LINE) bad = 'sent a bad chunk';
+        break;
       }
       const line = (this.line + piece).replace(/\r$/, '');
       this.line = '';
       at = nl + 1;
       if (this.chunk === Chunk.DataEnd) {
-        if (line !== '') return this.fail(this.error('malformed', 'sent a bad chunk'));
+        if (line !== '') {
+          bad = 'sent a bad chunk';
+          break;
+        }
         this.chunk = Chunk.Size;
       } else if (this.chunk === Chunk.Size) {
         const m = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(line);
-        if (!m) return this.fail(this.error('malformed', 'sent a bad chunk size'));
+        if (!m) {
+          bad = 'sent a bad chunk size';
+          break;
+        }
         this.left = parseInt(m[1], 16);
         this.chunk = this.left === 0 ? Chunk.Trailer : Chunk.Data;
       } else if (line === '') {
         // The blank line after the trailers: the answer is complete.
-        this.done();
-        if (at < b.length) this.destroy();
-        return;
+        complete = true;
+        break;
       }
+    }
+    if (out > from) {
+      res.deliver(b.subarray(from, out));
+      if (this.res !== res) return;
+    }
+    if (bad) this.fail(this.error('malformed', bad));
+    else if (complete) {
+      this.done();
+      if (at < b.length) this.destroy();
     }
   }
 

@@ -14,13 +14,26 @@ export type SseItem = { data: string; event?: string } | { comment: string };
 export class SseParser {
   private readonly decoder = new StringDecoder('utf8');
   private rest = '';
-  private data: string[] = [];
+  /** The data lines of the event being read, joined with "\n"; undefined before the first. */
+  private data: string | undefined;
   private event: string | undefined;
   private lastWasCR = false;
+  /** The last bytes pushed ended with a line feed: nothing of theirs is held back. */
+  private endedClean = true;
+  /**
+   * The bytes of the last push are exactly its events as `formatSse` writes them: whole events
+   * of `data: ` lines, each ended by one blank line, nothing held from before or kept for later.
+   * Then they can be forwarded as they came instead of being written out again.
+   */
+  verbatim = false;
 
   /** Feed bytes; returns the events completed by them. */
   push(chunk: Buffer | string): SseItem[] {
-    let text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    const bytes = typeof chunk !== 'string';
+    let text = bytes ? this.decoder.write(chunk) : chunk;
+    const clean = this.endedClean && this.rest === '' && this.data === undefined;
+    this.endedClean = bytes && chunk.length > 0 && chunk[chunk.length - 1] === 10;
+    this.verbatim = false;
     // A CRLF may be split across reads: drop the LF that completes a CR already handled.
     if (this.lastWasCR && text.startsWith('\n')) text = text.slice(1);
     this.lastWasCR = text.endsWith('\r');
@@ -29,11 +42,25 @@ export class SseParser {
     let start = 0;
     if (buf.indexOf('\r') < 0) {
       // LF only (what most servers send): native search rather than a loop over characters.
+      let verbatim = bytes && clean;
+      let blank = true;
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n', start)) {
-        this.line(buf.slice(start, nl), out);
+        // Verbatim lines: `data: ...`, or one blank line ending an event.
+        if (verbatim) {
+          const isBlank = nl === start;
+          verbatim = isBlank ? !blank : buf.startsWith('data: ', start);
+          blank = isBlank;
+        }
+        // A data line (most lines) without the slices of the general reader.
+        if (nl > start + 5 && buf.startsWith('data:', start)) {
+          const from = buf.charCodeAt(start + 5) === 32 ? start + 6 : start + 5;
+          const value = buf.slice(from, nl);
+          this.data = this.data === undefined ? value : `${this.data}\n${value}`;
+        } else this.line(buf.slice(start, nl), out);
         start = nl + 1;
       }
       this.rest = buf.slice(start);
+      this.verbatim = verbatim && blank && this.rest === '' && this.endedClean && out.length > 0;
       return out;
     }
     for (;;) {
@@ -61,15 +88,13 @@ export class SseParser {
 
   /** True when bytes of an unfinished event are buffered (a stream that ends here was cut). */
   get pending(): boolean {
-    return this.rest.length > 0 || this.data.length > 0;
+    return this.rest.length > 0 || this.data !== undefined;
   }
 
   private line(line: string, out: SseItem[]): void {
     if (line === '') {
-      if (this.data.length) {
-        out.push(this.event ? { data: this.data.join('\n'), event: this.event } : { data: this.data.join('\n') });
-      }
-      this.data = [];
+      if (this.data !== undefined) out.push(this.event ? { data: this.data, event: this.event } : { data: this.data });
+      this.data = undefined;
       this.event = undefined;
       return;
     }
@@ -81,7 +106,7 @@ export class SseParser {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === 'data') this.data.push(value);
+    if (field === 'data') this.data = this.data === undefined ? value : `${this.data}\n${value}`;
     else if (field === 'event') this.event = value;
     // `id` and `retry` mean nothing for a one-shot completion stream.
   }

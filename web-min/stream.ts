@@ -171,8 +171,9 @@ export function streamAnswer(c: Context<WebEnv>, deps: StreamDeps, conv: Convers
           },
         );
       },
-      send(_text: string, chunks: Record<string, any>[]): boolean {
-        const piece = tally.add(chunks);
+      wantsChunks: true,
+      send(_sse: unknown, chunks: Record<string, any>[] | undefined): boolean {
+        const piece = tally.add(chunks ?? []);
         if (piece) {
           text += piece;
           writer?.append(piece);

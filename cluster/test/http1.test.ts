@@ -118,6 +118,15 @@ async function writeApart(socket: net.Socket, pieces: (string | Buffer)[]): Prom
   }
 }
 
+/** Writes `pieces` 15 ms apart: each lands in a read of its own even while nobody reads the body yet. */
+async function writeSpaced(socket: net.Socket, pieces: string[]): Promise<void> {
+  for (const piece of pieces) {
+    if (socket.destroyed) return;
+    socket.write(piece);
+    await sleep(15);
+  }
+}
+
 function pool(url: string, opts?: PoolOptions): Http1Pool {
   const p = new Http1Pool(url, opts);
   cleanups.push(() => p.close());
@@ -641,11 +650,29 @@ describe('connect and time limits', () => {
 // ---- flow control --------------------------------------------------------------------------
 
 describe('pause and resume', () => {
-  it('holds back the rest of a read and later reads while paused, then delivers all in order, end last', async () => {
+  it('delivers the chunks that arrive in one read as one piece, framing removed', async () => {
     let more!: () => void;
     const later = new Promise<void>((r) => (more = r));
     const srv = await rawServer(async (_req, peer) => {
       peer.socket.write(head(200, TE) + chunked('one', 'two', 'three').replace('0\r\n\r\n', ''));
+      await later;
+      peer.socket.write(chunked('four'));
+    });
+    const res = await get(pool(srv.url));
+    const events = record(res, () => more());
+    await sleep(50);
+    expect(events).toEqual(['onetwothree', 'four', 'END']);
+  });
+
+  it('holds back later reads while paused, then delivers all in order, end last', async () => {
+    let more!: () => void;
+    const later = new Promise<void>((r) => (more = r));
+    let paused!: () => void;
+    const wasPaused = new Promise<void>((r) => (paused = r));
+    const srv = await rawServer(async (_req, peer) => {
+      peer.socket.write(head(200, TE) + chunked('one').replace('0\r\n\r\n', ''));
+      await wasPaused;
+      peer.socket.write(chunked('two', 'three').replace('0\r\n\r\n', ''));
       await later;
       peer.socket.write(chunked('four', 'five'));
     });
@@ -655,7 +682,10 @@ describe('pause and resume', () => {
       res.read({
         data(b) {
           events.push(b.toString());
-          if (events.length === 1) res.pause();
+          if (events.length === 1) {
+            res.pause();
+            paused();
+          }
         },
         end() {
           events.push('END');
@@ -670,7 +700,9 @@ describe('pause and resume', () => {
     expect(events).toEqual(['one']);
     res.resume();
     await within(ended);
-    expect(events.join('|')).toBe('one|two|three|four|five|END');
+    expect(events[0]).toBe('one');
+    expect(events.at(-1)).toBe('END');
+    expect(events.slice(1, -1).join('')).toBe('twothreefourfive');
   });
 
   it('holds a body that arrived whole while paused, end included, until resume', async () => {
@@ -713,8 +745,10 @@ describe('pause and resume', () => {
   });
 
   it('pausing again inside a data call made by resume stops the delivery there', async () => {
-    const srv = await fixedServer(head(200, TE) + chunked('a', 'b', 'c'));
+    // Pieces read before the consumer starts reading are queued one per read.
+    const srv = await rawServer((_req, peer) => void writeSpaced(peer.socket, [head(200, TE), chunked('a').replace('0\r\n\r\n', ''), chunked('b').replace('0\r\n\r\n', ''), chunked('c')]));
     const res = await get(pool(srv.url));
+    await sleep(50);
     res.pause();
     const events = record(res, () => res.pause());
     await sleep(30);
@@ -725,9 +759,13 @@ describe('pause and resume', () => {
   });
 
   it('pause and resume after the body is complete leave the reused connection alone', async () => {
-    const srv = await rawServer((_req, peer) => void peer.socket.write(head(200, TE) + chunked('a', 'b')));
+    let n = 0;
+    const srv = await rawServer((_req, peer) =>
+      void (n++ === 0 ? writeSpaced(peer.socket, [head(200, TE), chunked('a').replace('0\r\n\r\n', ''), chunked('b')]) : peer.socket.write(head(200, TE) + chunked('a', 'b'))),
+    );
     const p = pool(srv.url);
     const first = await get(p);
+    await sleep(50);
     first.pause();
     // A consumer whose sink is full pauses again, though the body is complete by now.
     const events = record(first, () => first.pause());
@@ -771,7 +809,13 @@ describe('destroy, discard and abort', () => {
   });
 
   it('destroy(err) mid-body hands err to the body handler and closes the connection', async () => {
-    const srv = await rawServer((_req, peer) => void peer.socket.write(head(200, TE) + chunked('one', 'two').replace('0\r\n\r\n', '')));
+    let destroyed!: () => void;
+    const wasDestroyed = new Promise<void>((r) => (destroyed = r));
+    const srv = await rawServer(async (_req, peer) => {
+      peer.socket.write(head(200, TE) + chunked('one').replace('0\r\n\r\n', ''));
+      await wasDestroyed;
+      if (!peer.socket.destroyed) peer.socket.write(chunked('two').replace('0\r\n\r\n', ''));
+    });
     const p = pool(srv.url);
     const res = await get(p);
     const boom = new Error('enough');
@@ -782,6 +826,7 @@ describe('destroy, discard and abort', () => {
           data(b) {
             events.push(b.toString());
             res.destroy(boom);
+            destroyed();
           },
           end: () => events.push('END'),
           error: resolve,

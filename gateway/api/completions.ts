@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
 import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
@@ -64,7 +64,7 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): Api
         }
         return sendJsonBytes(out, answer.status, answer.body);
       }
-      await deps.dispatcher.stream(req, sseSink(out, observer, abort.signal));
+      await deps.dispatcher.stream(req, sseSink(incoming, out, observer, abort.signal));
     } catch (e) {
       if (!(e instanceof ClusterError)) throw e;
       observer?.end?.({ complete: false, stopped: e.kind === 'aborted', error: e.message });
@@ -74,36 +74,58 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): Api
 }
 
 /**
- * Writes a streamed answer straight to Node's response (bypassing web streams keeps the per-
- * chunk cost of the hot path low). Headers go out with the first event, so a failure before it
- * can still be retried elsewhere or reported as a plain JSON error.
+ * Writes a streamed answer to the client. Headers go out with the first event, so a failure
+ * before it can still be retried elsewhere or reported as a plain JSON error.
+ *
+ * After the first event, each event is framed as an HTTP chunk here and written to the socket in
+ * one call. This is the hottest write in Hearth: `ServerResponse.write` spends four writes into
+ * a corked socket and a deferred uncork on every event, about a tenth of Hearth's CPU time for a
+ * stream. The head and the first event, the end and any request whose answer is not chunked
+ * (HTTP/1.0, or one waiting behind a pipelined answer) keep going through the response.
  */
-function sseSink(out: ServerResponse, observer: StreamObserver | undefined, clientGone: AbortSignal): StreamSink {
+function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: StreamObserver | undefined, clientGone: AbortSignal): StreamSink {
+  // HTTP/1.1 answers without a length are chunked; an HTTP/1.0 client gets the bytes as they are.
+  const chunked = incoming.httpVersionMajor === 1 && incoming.httpVersionMinor >= 1;
+  let headSent = false;
   return {
+    wantsChunks: !!observer?.chunks,
     start(node) {
-      // The head goes out with the first event's bytes: one write, not two.
       out.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
         'x-accel-buffering': 'no',
+        ...(chunked ? { 'transfer-encoding': 'chunked' } : {}),
       });
       observer?.start?.(node);
     },
-    send(text, chunks, last) {
-      if (observer?.chunks) observer.chunks(chunks);
-      if (!last) return out.write(text);
-      out.end(text);
-      return true;
+    send(sse, chunks, last) {
+      if (chunks) observer?.chunks?.(chunks);
+      if (last) {
+        out.end(typeof sse === 'string' ? sse : Buffer.from(sse));
+        return true;
+      }
+      const socket = out.socket;
+      if (!headSent || !chunked || !socket) {
+        // The head goes out with the first event's bytes: one write, not two.
+        headSent = true;
+        return out.write(typeof sse === 'string' ? sse : Buffer.from(sse));
+      }
+      if (socket.destroyed) return false;
+      return socket.write(httpChunk(sse));
     },
     drained() {
+      // The response says 'drain' for its own writes, the socket for the ones made here.
+      const socket = out.socket;
       return new Promise((resolve) => {
         const done = () => {
           out.off('drain', done);
           out.off('close', done);
+          socket?.off('drain', done);
           resolve();
         };
         out.on('drain', done);
         out.on('close', done);
+        socket?.on('drain', done);
       });
     },
     end() {
@@ -117,4 +139,18 @@ function sseSink(out: ServerResponse, observer: StreamObserver | undefined, clie
       observer?.end?.({ complete: false, stopped: clientGone.aborted, error: err.message });
     },
   };
+}
+
+/** One HTTP/1.1 chunk: size line, data, CRLF. A Buffer is copied (the caller's is reused). */
+function httpChunk(data: string | Buffer): string | Buffer {
+  if (typeof data === 'string') return `${Buffer.byteLength(data).toString(16)}\r\n${data}\r\n`;
+  const size = data.length.toString(16);
+  const frame = Buffer.allocUnsafe(size.length + data.length + 4);
+  let at = frame.write(size, 0, 'latin1');
+  frame[at++] = 13;
+  frame[at++] = 10;
+  at += data.copy(frame, at);
+  frame[at++] = 13;
+  frame[at] = 10;
+  return frame;
 }

@@ -138,6 +138,69 @@ describe('streaming pass-through', () => {
     expect(contentOf(out)).toBe(expectedAnswer(question, 8));
     expect(out.trimEnd().endsWith('data: [DONE]')).toBe(true);
   });
+
+  it('streams to an HTTP/1.0 client unchunked, ended by the close', async () => {
+    const n = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const body = JSON.stringify(chatBody('m1', { stream: true, max_tokens: 30 }));
+    // Sent without a half-close, which Node takes for a client that went away.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(new URL(h.url).port), '127.0.0.1', () =>
+        sock.write(`POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`),
+      );
+      let got = '';
+      sock.setEncoding('latin1');
+      sock.on('data', (d: string) => (got += d));
+      sock.on('close', () => resolve(got));
+      sock.on('error', reject);
+    });
+    const [head, text] = [raw.slice(0, raw.indexOf('\r\n\r\n')), raw.slice(raw.indexOf('\r\n\r\n') + 4)];
+    expect(head).toMatch(/^HTTP\/1\.[01] 200/);
+    expect(head.toLowerCase()).not.toContain('transfer-encoding');
+    expect(text.startsWith('data: {')).toBe(true);
+    expect(contentOf(Buffer.from(text, 'latin1').toString('utf8'))).toBe(expectedAnswer(question, 30));
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+  });
+
+  it('holds the node back while the client reads slowly, then delivers the whole answer in order', async () => {
+    const n = await sim({ models: ['m1'], tokensPerSecond: 0 });
+    const h = await gateway({ nodes: [{ url: n.url }], timeouts: { stall_ms: 10_000 } });
+    const tokens = 60_000;
+    const body = JSON.stringify(chatBody('m1', { stream: true, max_tokens: tokens }));
+    const sock = net.connect(Number(new URL(h.url).port), '127.0.0.1');
+    const parts: Buffer[] = [];
+    sock.on('data', (b: Buffer) => parts.push(b));
+    const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    // Not reading: the socket buffers fill, Hearth stops reading the node, and the node waits.
+    sock.pause();
+    const deadline = Date.now() + 5000;
+    while (n.stats.started === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 600));
+    expect(n.stats.completed).toBe(0);
+    sock.resume();
+    await closed;
+    const raw = Buffer.concat(parts);
+    const at = raw.indexOf('\r\n\r\n');
+    expect(raw.toString('latin1', 0, at).toLowerCase()).toContain('transfer-encoding: chunked');
+    // Take the chunked framing off by hand: every chunk must be well formed, the last one empty.
+    const pieces: Buffer[] = [];
+    let i = at + 4;
+    for (;;) {
+      const nl = raw.indexOf('\r\n', i);
+      const size = parseInt(raw.toString('latin1', i, nl), 16);
+      expect(Number.isNaN(size)).toBe(false);
+      pieces.push(raw.subarray(nl + 2, nl + 2 + size));
+      expect(raw.toString('latin1', nl + 2 + size, nl + 4 + size)).toBe('\r\n');
+      i = nl + 4 + size;
+      if (size === 0) break;
+    }
+    expect(i).toBe(raw.length);
+    const text = Buffer.concat(pieces).toString('utf8');
+    expect(contentOf(text)).toBe(expectedAnswer(question, tokens));
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(n.stats.completed).toBe(1);
+  });
 });
 
 describe('models, health and readiness', () => {
