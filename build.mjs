@@ -21,7 +21,7 @@ await build({
   entryPoints: { hearth: join(root, 'gateway/main.ts') },
   outdir: out,
   outExtension: { '.js': '.mjs' },
-  // Code not every Hearth needs (the node agent, discovery, the chat's HTTP adapter) goes into chunks loaded on demand.
+  // Code not every Hearth needs (the node agent, discovery, the chat) goes into chunks loaded on demand.
   splitting: true,
   chunkNames: 'lib/[name]-[hash]',
   bundle: true,
@@ -95,6 +95,6 @@ const info = {
 writeFileSync(join(out, 'build-info.json'), JSON.stringify(info, null, 2));
 if (!quiet) {
   const kb = (b) => `${(b / 1024).toFixed(1)} KB`;
-  console.log(`dist/hearth.mjs: ${kb(info.entryBytes)}; loaded at start with its chunks: ${kb(info.startBytes)}; loaded on demand (discovery, the chat's HTTP adapter and markdown, node agent): ${kb(info.onDemandBytes)} (built in ${Date.now() - t0} ms)`);
+  console.log(`dist/hearth.mjs: ${kb(info.entryBytes)}; loaded at start with its chunks: ${kb(info.startBytes)}; loaded on demand (discovery, the chat, node agent): ${kb(info.onDemandBytes)} (built in ${Date.now() - t0} ms)`);
   console.log(`dist/node_modules: ${copied.size} packages (${[...copied.values()].map((r) => r.replace(/^node_modules\//, '')).join(', ')})`);
 }

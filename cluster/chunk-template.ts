@@ -51,8 +51,10 @@ export class ChunkTemplate {
   match(data: string): string | undefined {
     const p = this.prefix;
     const s = this.suffix;
-    if (p === '' || data.length < p.length + s.length || !data.startsWith(p) || !data.endsWith(s)) return undefined;
-    const token = data.slice(p.length, data.length - s.length);
+    const end = data.length - s.length;
+    // Slices compared whole are a memory comparison; startsWith/endsWith go character by character.
+    if (p === '' || end < p.length || data.slice(0, p.length) !== p || data.slice(end) !== s) return undefined;
+    const token = data.slice(p.length, end);
     if (!SPECIAL.test(token)) return token;
     // Escapes are read by the parser; a raw quote or control character is left to the full parse
     // (a quote could end the string early and still leave valid JSON of another structure).

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from './crypto.ts';
 
 /**
  * What has been sent of one streamed answer, so that a stream cut on one node can be continued
@@ -92,5 +92,5 @@ export function conversationKey(model: string, messages: unknown): string | unde
   if (!Array.isArray(messages) || messages.length < 1) return undefined;
   const firstUser = messages.findIndex((m) => (m as { role?: unknown })?.role === 'user');
   const head = messages.slice(0, firstUser < 0 ? 1 : firstUser + 1);
-  return createHash('sha1').update(model).update('\u0000').update(JSON.stringify(head)).digest('base64url');
+  return nodeCrypto().createHash('sha1').update(model).update('\u0000').update(JSON.stringify(head)).digest('base64url');
 }

@@ -219,7 +219,8 @@ class Connection {
         host,
         port,
         onread: {
-          buffer: readBuffer,
+          // The buffer itself, not a function that returns it: Node would call that after every read.
+          buffer: readBuffer(),
           callback: (n: number, buf: Uint8Array) => {
             this.bytes((buf as Buffer).subarray(0, n));
             return true;

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../cluster/crypto.ts';
 import { ApiError } from './api/errors.ts';
 import { isPrivateAddress } from '../cluster/discovery/addresses.ts';
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+const digest = (s: string) => nodeCrypto().createHash('sha256').update(s).digest();
 
 /** Checks a presented key against every configured key in constant time. */
 export function keyChecker(keys: readonly string[]): (presented: string) => boolean {
@@ -11,7 +11,7 @@ export function keyChecker(keys: readonly string[]): (presented: string) => bool
   return (presented) => {
     const got = digest(presented);
     let ok = false;
-    for (const w of wanted) ok = timingSafeEqual(w, got) || ok;
+    for (const w of wanted) ok = nodeCrypto().timingSafeEqual(w, got) || ok;
     return ok;
   };
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,8 +9,8 @@ import { ModelRoutes } from '../cluster/model-routes.ts';
 import { NodeMonitor } from '../cluster/monitor.ts';
 import { isUsable, splitNodeUrl } from '../cluster/node.ts';
 import { Registry } from '../cluster/registry.ts';
+import { nodeCrypto } from '../cluster/crypto.ts';
 import { UpstreamClient } from '../cluster/upstream.ts';
-import { webMinRoutes } from '../web-min/routes.ts';
 import { createApi } from './api/routes.ts';
 import { notFoundError, sendError, splitTarget } from './api/http.ts';
 import { openHistoryWhenNeeded } from './history/deferred.ts';
@@ -34,7 +33,7 @@ function persistentSecret(dataDir: string): Buffer {
   const file = join(dataDir, 'secret.key');
   if (existsSync(file)) return readFileSync(file);
   mkdirSync(dataDir, { recursive: true });
-  const key = randomBytes(32);
+  const key = nodeCrypto().randomBytes(32);
   writeFileSync(file, key, { mode: 0o600 });
   return key;
 }
@@ -111,21 +110,25 @@ export async function createHearth(config: Config): Promise<Hearth> {
     ready: () => registry.list().some(isUsable),
     log,
   });
-  const chat = config.chat.enabled
-    ? webMinRoutes({
-        history,
-        dispatcher,
-        models: () => balancer.models(),
-        password: config.chat.password || undefined,
-        sessionDays: config.chat.session_days,
-        secret: persistentSecret(config.data),
-      })
-    : undefined;
-  // The chat's Hono adapter is loaded with the first page: it makes Node load undici (see api/http.ts).
+  // The chat is loaded with its first page: Hono, its Node adapter (which makes Node load undici,
+  // see api/http.ts), the pages and node:crypto for its sessions. A gateway used only through
+  // the API never loads them.
+  const loadChat = async (): Promise<RequestListener> => {
+    const [{ webMinRoutes }, { getRequestListener }] = await Promise.all([import('../web-min/routes.ts'), import('@hono/node-server')]);
+    const chat = webMinRoutes({
+      history,
+      dispatcher,
+      models: () => balancer.models(),
+      password: config.chat.password || undefined,
+      sessionDays: config.chat.session_days,
+      secret: persistentSecret(config.data),
+    });
+    return getRequestListener(chat.fetch, { hostname: config.host });
+  };
   let chatListener: Promise<RequestListener> | undefined;
   const serveChat = (incoming: IncomingMessage, outgoing: ServerResponse) => {
-    if (!chat) return sendError(outgoing, notFoundError(incoming.method ?? 'GET', splitTarget(incoming.url ?? '/').path));
-    chatListener ??= import('@hono/node-server').then(({ getRequestListener }) => getRequestListener(chat.fetch, { hostname: config.host }));
+    if (!config.chat.enabled) return sendError(outgoing, notFoundError(incoming.method ?? 'GET', splitTarget(incoming.url ?? '/').path));
+    chatListener ??= loadChat();
     chatListener.then(
       (listener) => listener(incoming, outgoing),
       (e: unknown) => {

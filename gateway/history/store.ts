@@ -20,7 +20,7 @@
 // already streaming may dip into the lower half of the reserve so they can finish. A real
 // ENOSPC / MDB_MAP_FULL from LMDB is still mapped to HistoryFullError as a last resort.
 
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../cluster/crypto.ts';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -133,7 +133,7 @@ const DAY = 86_400_000;
 const MiB = 1024 * 1024;
 
 export function newId(): string {
-  return randomBytes(12).toString('base64url');
+  return nodeCrypto().randomBytes(12).toString('base64url');
 }
 
 /** The role a request's message is stored with: `developer` as system, anything unknown as user. */

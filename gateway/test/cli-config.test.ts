@@ -146,7 +146,7 @@ describe('memory', () => {
     expect(offenders).toEqual([]);
   });
 
-  it('serves the API without loading undici (11 MiB) or node:tls; the chat loads undici with its first page', async () => {
+  it('serves the API without loading undici (11 MiB), node:tls or node:crypto; the chat loads undici and crypto with its first page', async () => {
     const sim = await startSimNode({ models: ['m'], tokensPerSecond: 0 });
     const data = tmp();
     const dump = join(data, 'modules.txt');
@@ -159,7 +159,7 @@ describe('memory', () => {
       h.proc.kill('SIGUSR2');
       for (let i = 0; i < 100 && !existsSync(dump); i++) await new Promise((r) => setTimeout(r, 20));
       const list = readFileSync(dump, 'utf8').split('\n');
-      return { undici: list.includes('NativeModule internal/deps/undici/undici'), tls: list.includes('NativeModule tls') };
+      return { undici: list.includes('NativeModule internal/deps/undici/undici'), tls: list.includes('NativeModule tls'), crypto: list.includes('NativeModule crypto') };
     };
     await h.ready();
     try {
@@ -173,11 +173,11 @@ describe('memory', () => {
       expect((await fetch(`${h.url}/v1/models`)).status).toBe(200);
       expect((await chat(h.url, { model: 'nope' })).status).toBe(404);
       expect((await fetch(`${h.url}/v1/nowhere`)).status).toBe(404);
-      expect(await loaded()).toEqual({ undici: false, tls: false });
+      expect(await loaded()).toEqual({ undici: false, tls: false, crypto: false });
       const page = await fetch(`${h.url}/`);
       expect(page.status).toBe(200);
       expect(page.headers.get('content-type')).toMatch(/text\/html/);
-      expect((await loaded()).undici).toBe(true);
+      expect(await loaded()).toMatchObject({ undici: true, crypto: true });
     } finally {
       await h.stop();
       await sim.close();
