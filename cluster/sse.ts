@@ -21,9 +21,9 @@ export class SseParser {
   /** The last bytes pushed ended with a line feed: nothing of theirs is held back. */
   private endedClean = true;
   /**
-   * The bytes of the last push are exactly its events as `formatSse` writes them: whole events
-   * of `data: ` lines, each ended by one blank line, nothing held from before or kept for later.
-   * Then they can be forwarded as they came instead of being written out again.
+   * The bytes of the last push are exactly its events as `formatSse` writes them: valid UTF-8,
+   * whole events of `data: ` lines, each ended by one blank line, nothing held from before or
+   * kept for later. Then they can be forwarded as they came instead of being written out again.
    */
   verbatim = false;
 
@@ -31,7 +31,7 @@ export class SseParser {
   push(chunk: Buffer | string): SseItem[] {
     const bytes = typeof chunk !== 'string';
     let text = bytes ? this.decoder.write(chunk) : chunk;
-    const clean = this.endedClean && this.rest === '' && this.data === undefined;
+    const clean = this.endedClean && this.rest === '' && this.data === undefined && this.event === undefined;
     this.endedClean = bytes && chunk.length > 0 && chunk[chunk.length - 1] === 10;
     this.verbatim = false;
     // A CRLF may be split across reads: drop the LF that completes a CR already handled.
@@ -60,7 +60,8 @@ export class SseParser {
         start = nl + 1;
       }
       this.rest = buf.slice(start);
-      this.verbatim = verbatim && blank && this.rest === '' && this.endedClean && out.length > 0;
+      // U+FFFD may stand for bytes that are not UTF-8: those are never forwarded as they came.
+      this.verbatim = verbatim && blank && this.rest === '' && this.endedClean && out.length > 0 && text.indexOf('\uFFFD') < 0;
       return out;
     }
     for (;;) {

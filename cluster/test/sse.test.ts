@@ -50,6 +50,19 @@ describe('SSE parser', () => {
     expect(feed(['data: a', '\n\ndata: b\n\n', 'data: c\n\n']).verbatim).toEqual([false, false, true]);
     const b = bytes('data: é\n\n');
     expect(feed([b.subarray(0, 7), b.subarray(7), bytes('data: x\n\n')]).verbatim).toEqual([false, false, true]);
+    // An event name read before its data is part of the event, not of the bytes forwarded.
+    const named = feed(['event: x\n', 'data: a\n\n']);
+    expect(named.items).toEqual([{ data: 'a', event: 'x' }]);
+    expect(named.verbatim).toEqual([false, false]);
+  });
+
+  it('never calls bytes that are not UTF-8 verbatim: they are written out again, valid', () => {
+    const bad = Buffer.concat([bytes('data: {"t":"'), Buffer.from([0xc3]), bytes('"}\n\n')]);
+    const f = feed([bad]);
+    expect(f.verbatim).toEqual([false]);
+    expect(f.items).toEqual([{ data: '{"t":"\uFFFD"}' }]);
+    const out = Buffer.from(f.items.map(formatSse).join(''), 'utf8');
+    expect(out.toString('utf8')).toBe('data: {"t":"\uFFFD"}\n\n');
   });
 
   it('re-serialises every verbatim push to the very same bytes (random streams)', () => {

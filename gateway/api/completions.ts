@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
 import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
@@ -100,18 +101,20 @@ function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: Strea
     },
     send(sse, chunks, last) {
       if (chunks) observer?.chunks?.(chunks);
+      // Through the response, bytes go as text: the response may hold them past this call, and
+      // text lives in V8's young generation where bytes would be memory allocated apart.
       if (last) {
-        out.end(typeof sse === 'string' ? sse : Buffer.from(sse));
+        out.end(typeof sse === 'string' ? sse : sse.toString('utf8'));
         return true;
       }
       const socket = out.socket;
       if (!headSent || !chunked || !socket) {
         // The head goes out with the first event's bytes: one write, not two.
         headSent = true;
-        return out.write(typeof sse === 'string' ? sse : Buffer.from(sse));
+        return out.write(typeof sse === 'string' ? sse : sse.toString('utf8'));
       }
       if (socket.destroyed) return false;
-      return socket.write(httpChunk(sse));
+      return writeChunk(socket, sse);
     },
     drained() {
       // The response says 'drain' for its own writes, the socket for the ones made here.
@@ -141,16 +144,28 @@ function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: Strea
   };
 }
 
-/** One HTTP/1.1 chunk: size line, data, CRLF. A Buffer is copied (the caller's is reused). */
-function httpChunk(data: string | Buffer): string | Buffer {
-  if (typeof data === 'string') return `${Buffer.byteLength(data).toString(16)}\r\n${data}\r\n`;
+/**
+ * The frame buffer events are copied into (the caller's bytes are valid only during the call).
+ * A frame the socket took at once is no longer referenced when `write` returns, so the buffer is
+ * used again for the next one; a frame the socket had to queue keeps it, and the next frame gets
+ * a new buffer. This spares an allocation per event, and for a fast node's large reads the
+ * malloc'd memory that would otherwise pile up until the next collection.
+ */
+let frameBuffer: Buffer | undefined;
+
+/** Writes one HTTP/1.1 chunk (size line, data, CRLF); returns what `socket.write` returns. */
+function writeChunk(socket: Socket, data: string | Buffer): boolean {
+  if (typeof data === 'string') return socket.write(`${Buffer.byteLength(data).toString(16)}\r\n${data}\r\n`);
   const size = data.length.toString(16);
-  const frame = Buffer.allocUnsafe(size.length + data.length + 4);
+  const n = size.length + data.length + 4;
+  const frame = frameBuffer && frameBuffer.length >= n ? frameBuffer : Buffer.allocUnsafeSlow(n);
   let at = frame.write(size, 0, 'latin1');
   frame[at++] = 13;
   frame[at++] = 10;
   at += data.copy(frame, at);
   frame[at++] = 13;
   frame[at] = 10;
-  return frame;
+  const ok = socket.write(frame.subarray(0, n));
+  frameBuffer = socket.writableLength === 0 ? frame : undefined;
+  return ok;
 }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import net from 'node:net';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedAnswer, startSimNode, type SimNode } from '../../bench/sim-node.ts';
@@ -160,6 +161,68 @@ describe('streaming pass-through', () => {
     expect(text.startsWith('data: {')).toBe(true);
     expect(contentOf(Buffer.from(text, 'latin1').toString('utf8'))).toBe(expectedAnswer(question, 30));
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+  });
+
+  it('forwards nothing that follows [DONE] in the same read', async () => {
+    const ev = (c: string) => `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: c }, finish_reason: null }] })}\n\n`;
+    const node = http.createServer((req, res) => {
+      if (req.url === '/v1/models') return res.end(JSON.stringify({ object: 'list', data: [{ id: 'm1', object: 'model' }] }));
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // One write, so that Hearth reads it in one piece: three tokens, [DONE], then a stray event.
+      res.end(ev('a') + ev('b') + ev('c') + 'data: [DONE]\n\n' + ev('stray'));
+    });
+    await new Promise<void>((r) => node.listen(0, '127.0.0.1', r));
+    try {
+      const h = await gateway({ nodes: [{ url: `http://127.0.0.1:${(node.address() as AddressInfo).port}`, kind: 'openai' }] });
+      const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true }));
+      const text = await res.text();
+      expect(contentOf(text)).toBe('abc');
+      expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+      expect(text).not.toContain('stray');
+    } finally {
+      node.close();
+    }
+  });
+
+  it('answers pipelined streaming requests in order, each whole', async () => {
+    const n = await sim({ models: ['m1'], tokensPerSecond: 400 });
+    const h = await gateway({ nodes: [{ url: n.url }] });
+    const one = (tokens: number) => {
+      const body = JSON.stringify(chatBody('m1', { stream: true, max_tokens: tokens }));
+      return `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    };
+    // Both requests in one write: the second answer waits behind the first one.
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const sock = net.connect(Number(new URL(h.url).port), '127.0.0.1', () => sock.write(one(20) + one(30)));
+      const parts: Buffer[] = [];
+      sock.on('data', (b: Buffer) => {
+        parts.push(b);
+        if ((Buffer.concat(parts).toString('latin1').match(/\r\n0\r\n\r\n/g) ?? []).length === 2) sock.end();
+      });
+      sock.on('close', () => resolve(Buffer.concat(parts)));
+      sock.on('error', reject);
+      sock.setTimeout(10_000, () => sock.destroy(new Error('no two answers within 10 s')));
+    });
+    const answers: string[] = [];
+    let i = 0;
+    while (i < raw.length) {
+      const headEnd = raw.indexOf('\r\n\r\n', i);
+      expect(raw.toString('latin1', i, headEnd)).toMatch(/^HTTP\/1\.1 200[\s\S]*transfer-encoding: chunked/i);
+      i = headEnd + 4;
+      const pieces: Buffer[] = [];
+      for (;;) {
+        const nl = raw.indexOf('\r\n', i);
+        const size = parseInt(raw.toString('latin1', i, nl), 16);
+        pieces.push(raw.subarray(nl + 2, nl + 2 + size));
+        i = nl + 4 + size;
+        if (size === 0) break;
+      }
+      answers.push(Buffer.concat(pieces).toString('utf8'));
+    }
+    expect(answers).toHaveLength(2);
+    expect(answers.map(contentOf)).toEqual([expectedAnswer(question, 20), expectedAnswer(question, 30)]);
+    for (const a of answers) expect(a.endsWith('data: [DONE]\n\n')).toBe(true);
   });
 
   it('holds the node back while the client reads slowly, then delivers the whole answer in order', async () => {
