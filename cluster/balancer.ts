@@ -314,7 +314,7 @@ export class Balancer {
   }
 
   private pickBaseline(req: PickRequest): NodeInfo {
-    const cands = this.candidates(req).sort((a, b) => a.id.localeCompare(b.id));
+    const cands = this.candidates(req).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     if (this.opts.policy === 'round-robin') return cands[this.rr++ % cands.length];
     let best = cands[0];
     for (const n of cands) if (this.load(n.id) < this.load(best.id)) best = n;
