@@ -437,14 +437,16 @@ class Connection {
     // data of every chunk in this read is gathered in place at the front of `b` and handed on
     // in one piece: a streamed answer's events often arrive several to a read, and one delivery
     // means one parse and one write to the client for all of them.
-    const from = at;
+    // The first chunk's data stays where it is (most reads hold one event); later ones move up to it.
+    let from = -1;
     let out = at;
     let bad: string | undefined;
     let complete = false;
     while (at < b.length) {
       if (this.chunk === Chunk.Data) {
         const n = Math.min(this.left, b.length - at);
-        if (out !== at) b.copy(b, out, at, at + n);
+        if (from < 0) from = out = at;
+        else if (out !== at) b.copy(b, out, at, at + n);
         out += n;
         at += n;
         this.left -= n;
@@ -486,7 +488,7 @@ class Connection {
         break;
       }
     }
-    if (out > from) {
+    if (from >= 0 && out > from) {
       res.deliver(b.subarray(from, out));
       if (this.res !== res) return;
     }

@@ -156,10 +156,17 @@ let frameBuffer: Buffer | undefined;
 /** Writes one HTTP/1.1 chunk (size line, data, CRLF); returns what `socket.write` returns. */
 function writeChunk(socket: Socket, data: string | Buffer): boolean {
   if (typeof data === 'string') return socket.write(`${Buffer.byteLength(data).toString(16)}\r\n${data}\r\n`);
-  const size = data.length.toString(16);
-  const n = size.length + data.length + 4;
+  const len = data.length;
+  let digits = 1;
+  while (digits < 8 && len >>> (4 * digits) !== 0) digits++;
+  const n = digits + len + 4;
   const frame = frameBuffer && frameBuffer.length >= n ? frameBuffer : Buffer.allocUnsafeSlow(n);
-  let at = frame.write(size, 0, 'latin1');
+  // The size in hex, written digit by digit: cheaper than formatting a string and writing it.
+  for (let i = 0; i < digits; i++) {
+    const d = (len >>> (4 * (digits - 1 - i))) & 15;
+    frame[i] = d < 10 ? 48 + d : 87 + d;
+  }
+  let at = digits;
   frame[at++] = 13;
   frame[at++] = 10;
   at += data.copy(frame, at);
