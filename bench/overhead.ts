@@ -71,10 +71,10 @@ const CONC = 64;
  * Streams each target serves before anything is measured (its CPU is reported apart). V8
  * compiles a function with its optimising compiler only after it has run many times: in
  * Hearth, the code that runs once per request was still being compiled after 2,000 requests and
- * settled by about 3,000 (counted with --trace-opt). A gateway that has been up for a while runs
+ * settled at about 3,000 (counted with --trace-opt). A gateway that has been up for a while runs
  * that compiled code; the compiling is a cost of starting, not of serving.
  */
-const WARM_UP = 2048;
+const WARM_UP = 4096;
 /**
  * Rounds of 64 streams each proxy serves after the timed phases, before its peak RSS is read.
  * V8 lets garbage build up in the old generation until a full collection, so a short run can end
