@@ -145,7 +145,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
       `concurrency 1 = ${sequential} sequential requests per target, concurrency 64 = ${rounds} rounds of 64 concurrent requests per target. ` +
       `Each target first serves ${WARM_UP} streams, ${CONC} at a time, so that the Node.js targets run compiled code as a gateway that has been up a while does (their CPU during it is given below, apart). ` +
       `Targets interleaved (direct, Hearth, nginx in rotating order, request by request at c1 and round by round at c64), each with its own keep-alive agent. ` +
-      `nginx: \`proxy_pass\`, \`proxy_buffering off\`, HTTP/1.1 upstream keepalive, 1 worker. A fresh Hearth process per speed, run with the Node flags of \`npm start\` (\`${NODE_FLAGS.join(' ') || 'none'}\`)${EXTRA_FLAGS.length ? ` and, for this run only, \`${EXTRA_FLAGS.join(' ')}\` (BENCH_NODE_FLAGS / BENCH_PROFILE)` : ''}. node: a bare node:http pipe (\`bench/bare-proxy.ts\`, no parsing or checks), the floor for any Node.js proxy on this machine. ` +
+      `nginx: \`proxy_pass\`, \`proxy_buffering off\`, HTTP/1.1 upstream keepalive, 1 worker. A fresh Hearth process per speed, run with the Node flags of \`npm start\` (\`${NODE_FLAGS.join(' ') || 'none'}\`)${EXTRA_FLAGS.length ? ` and, for this run only, \`${EXTRA_FLAGS.join(' ')}\` (BENCH_NODE_FLAGS / BENCH_PROFILE)` : ''}. node: a bare node:http pipe (\`bench/bare-proxy.ts\`, no parsing or checks, run with the same Node flags), what Node's own HTTP client and server cost for the same streams. ` +
       `TTFT = request sent to first non-empty content delta; per-chunk added = (mean total via proxy - mean total direct) / ${TOKENS}. ` +
       `CPU = utime+stime from /proc/PID/stat of the Hearth process (nginx: its worker) across the phase's windows, per stream; kernel = the stime part, what the sockets' syscalls cost.`,
   );
@@ -188,7 +188,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
   md.push('### Against direct (difference of percentiles; negative = faster than direct, i.e. noise)\n\n' + table(addHead, addRows));
   const warmHead = ['node', 'via', 'CPU ms/stream during warm-up', 'of it kernel ms'];
   md.push(
-    `### CPU during the warm-up\n\nThe first ${WARM_UP} streams of a fresh process, ${CONC} at a time: V8 is still compiling the hot code of the Node.js targets.\n\n` +
+    `### CPU during the warm-up\n\nThe first ${WARM_UP} streams of a fresh process, ${CONC} at a time in a closed loop. This includes V8 compiling the Node.js targets' hot code; a closed loop also puts more events into each read than the measured rounds of ${CONC} requests sent at once, so these figures are not directly comparable with the measured ones.\n\n` +
       table(warmHead, blocks.flatMap((b) => (['hearth', 'nginx', 'node'] as const).map((v) => [b.label, v, fmt(perStream(b.warm[v]).cpu, 2), fmt(perStream(b.warm[v]).kernel, 2)]))),
   );
   md.push(

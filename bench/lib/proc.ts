@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
+import { buildSync } from 'esbuild';
 import { join, resolve } from 'node:path';
 import { freePort } from './llama.ts';
 
@@ -326,9 +327,17 @@ export interface BareProxyProc {
   stop(): Promise<void>;
 }
 
-/** `bench/bare-proxy.ts`: a bare node:http pipe in front of each upstream, in its own process. */
+/**
+ * `bench/bare-proxy.ts`: a bare node:http pipe in front of each upstream, in its own process.
+ * Compiled to plain JavaScript first and run with Hearth's Node flags, so that it compares like
+ * for like (under tsx, its loader thread alone would add tens of MiB).
+ */
 export async function startBareProxy(upstreams: string[]): Promise<BareProxyProc> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/bare-proxy.ts'), ...upstreams], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-bare-proxy-'));
+  const script = join(dir, 'bare-proxy.mjs');
+  buildSync({ entryPoints: [join(ROOT, 'bench/bare-proxy.ts')], outfile: script, platform: 'node', format: 'esm', logLevel: 'warning' });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, script, ...upstreams], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
+  proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const urls = await untilOutput(proc, 'bare proxy', (out) => {
     const got = [...out.matchAll(/listening (\d+)/g)].map((m) => `http://127.0.0.1:${m[1]}`);
     return got.length === upstreams.length ? got : undefined;
