@@ -256,6 +256,8 @@ async function speedBlock(label: string, model: string, urls: Record<Via, string
   let n = 0;
   const body = () => ({ model, messages: [{ role: 'user', content: `overhead request ${n++}` }], max_tokens: TOKENS });
   const one = (via: Via) => streamChat(urls[via], body(), { agent: agents[via], timeoutMs: 60_000 });
+  /** 64 requests sent at once. */
+  const round = (via: Via) => Promise.all(Array.from({ length: CONC }, () => one(via)));
   const pidOf = (via: Via) => (via === 'hearth' ? hearth.pid : via === 'nginx' ? nginx.workerPid : via === 'node' ? bare.pid : 0);
   /** Runs fn and charges the proxy's CPU time during it to the phase. */
   const charged = async (via: Via, phase: Phase, fn: () => Promise<StreamResult[]>) => {
@@ -288,13 +290,13 @@ async function speedBlock(label: string, model: string, urls: Record<Via, string
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < VIAS.length; k++) {
       const via = VIAS[(r + k) % VIAS.length];
-      await charged(via, c64[via], () => Promise.all(Array.from({ length: CONC }, () => one(via))));
+      await charged(via, c64[via], () => round(via));
     }
   }
   say(`-- ${label}: sustained load for peak memory, ${SUSTAIN} rounds of ${CONC} per proxy, interleaved`);
   const sustained: Record<Via, StreamResult[]> = { direct: [], hearth: [], nginx: [], node: [] };
   for (let r = 0; r < SUSTAIN; r++) {
-    for (const via of ['hearth', 'nginx', 'node'] as const) sustained[via].push(...(await Promise.all(Array.from({ length: CONC }, () => one(via)))));
+    for (const via of ['hearth', 'nginx', 'node'] as const) sustained[via].push(...(await round(via)));
   }
   const hearthHwmKb = statusKb(hearth.pid, 'VmHWM');
   const nginxHwmKb = nginx.workerPid ? statusKb(nginx.workerPid, 'VmHWM') : NaN;

@@ -434,12 +434,12 @@ class Connection {
       return;
     }
     // Chunked: size line, data, CRLF; a zero size ends it, after optional trailer lines. The
-    // data of every chunk in this read is gathered in place at the front of `b` and handed on
-    // in one piece: a streamed answer's events often arrive several to a read, and one delivery
-    // means one parse and one write to the client for all of them.
-    // The first chunk's data stays where it is (most reads hold one event); later ones move up to it.
+    // data of every chunk in this read is handed on in one piece: a streamed answer's events
+    // often arrive several to a read, and one delivery means one parse and one write to the
+    // client for all of them. The first chunk's data stays where it is (most reads hold one
+    // event); the data of later ones is moved up in place to follow it.
     let from = -1;
-    let out = at;
+    let out = -1;
     let bad: string | undefined;
     let complete = false;
     while (at < b.length) {

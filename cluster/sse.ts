@@ -45,16 +45,17 @@ export class SseParser {
       let verbatim = bytes && clean;
       let blank = true;
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n', start)) {
+        const isData = nl > start + 5 && buf.startsWith('data:', start);
+        const space = isData && buf.charCodeAt(start + 5) === 32;
         // Verbatim lines: `data: ...`, or one blank line ending an event.
         if (verbatim) {
           const isBlank = nl === start;
-          verbatim = isBlank ? !blank : buf.startsWith('data: ', start);
+          verbatim = isBlank ? !blank : space;
           blank = isBlank;
         }
         // A data line (most lines) without the slices of the general reader.
-        if (nl > start + 5 && buf.startsWith('data:', start)) {
-          const from = buf.charCodeAt(start + 5) === 32 ? start + 6 : start + 5;
-          const value = buf.slice(from, nl);
+        if (isData) {
+          const value = buf.slice(space ? start + 6 : start + 5, nl);
           this.data = this.data === undefined ? value : `${this.data}\n${value}`;
         } else this.line(buf.slice(start, nl), out);
         start = nl + 1;

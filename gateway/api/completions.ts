@@ -104,14 +104,14 @@ function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: Strea
       // Through the response, bytes go as text: the response may hold them past this call, and
       // text lives in V8's young generation where bytes would be memory allocated apart.
       if (last) {
-        out.end(typeof sse === 'string' ? sse : sse.toString('utf8'));
+        out.end(asText(sse));
         return true;
       }
       const socket = out.socket;
       if (!headSent || !chunked || !socket) {
         // The head goes out with the first event's bytes: one write, not two.
         headSent = true;
-        return out.write(typeof sse === 'string' ? sse : sse.toString('utf8'));
+        return out.write(asText(sse));
       }
       if (socket.destroyed) return false;
       return writeChunk(socket, sse);
@@ -143,6 +143,8 @@ function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: Strea
     },
   };
 }
+
+const asText = (sse: string | Buffer): string => (typeof sse === 'string' ? sse : sse.toString('utf8'));
 
 /**
  * The frame buffer events are copied into (the caller's bytes are valid only during the call).
