@@ -1,3 +1,4 @@
+import type { CancelSignal } from './cancel.ts';
 import { Breakers, type BreakerOptions } from './breaker.ts';
 import { planFirst, type PlanSlot } from './plan.ts';
 import { ClusterError } from './errors.ts';
@@ -30,7 +31,7 @@ export interface PickRequest {
   model: string;
   /** Nodes already tried for this request. */
   exclude?: ReadonlySet<string>;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /** Expected answer length in tokens (max_tokens), when the request says. */
   tokens?: number;
   /** Identifies the conversation, so a follow-up turn finds the node holding its prompt cache (may be a lazy getter). */
@@ -262,12 +263,13 @@ export class Balancer {
   private pickNow(req: PickRequest, cands: NodeInfo[]): NodeInfo | null {
     if (cands.length === 0) return null;
     const now = Date.now();
-    const etas = new Map<NodeInfo, number>();
+    // Kept for the affinity choice below, which only a choice between nodes needs.
+    const etas = cands.length > 1 ? new Map<NodeInfo, number>() : undefined;
     let best: NodeInfo | undefined;
     let bestEta = Infinity;
     for (const n of cands) {
       const e = this.eta(n, req, now);
-      etas.set(n, e);
+      etas?.set(n, e);
       if (e < bestEta || (e === bestEta && best && this.tieBreak(n, best) < 0)) {
         best = n;
         bestEta = e;
@@ -278,7 +280,7 @@ export class Balancer {
       // conversations, since a node keeps only as many prompt caches as it has slots.
       const live = this.liveConversations(now);
       for (const n of cands) {
-        if (etas.get(n)! <= bestEta * NEAR_ENOUGH && (live.get(n.id) ?? 0) < (live.get(best.id) ?? 0)) best = n;
+        if (etas!.get(n)! <= bestEta * NEAR_ENOUGH && (live.get(n.id) ?? 0) < (live.get(best.id) ?? 0)) best = n;
       }
     }
     const sticky = this.affineNode(req, cands);

@@ -1,4 +1,5 @@
 import type { Balancer, Lease, Outcome, PickRequest } from './balancer.ts';
+import type { CancelSignal } from './cancel.ts';
 import { AnswerSoFar, conversationKey } from './continuation.ts';
 import { ChunkTemplate } from './chunk-template.ts';
 import { ClusterError, StreamBrokenError } from './errors.ts';
@@ -33,7 +34,7 @@ export interface CompletionRequest {
    * and the body is not serialised again.
    */
   raw?: Buffer;
-  signal: AbortSignal;
+  signal: CancelSignal;
 }
 
 /** Receives a streamed answer. `send` returns false when the client is not keeping up. */
@@ -80,7 +81,7 @@ function retryAfterOf(res: UpstreamResponse): number | undefined {
 }
 
 /** The whole body of `node`'s answer, at most `limit` bytes, with at most `stallMs` of silence. */
-function readBody(node: string, res: UpstreamResponse, limit: number, signal: AbortSignal, stallMs: number): Promise<Buffer> {
+function readBody(node: string, res: UpstreamResponse, limit: number, signal: CancelSignal, stallMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
@@ -269,18 +270,21 @@ export class Dispatcher {
       let chunks = 0;
       let tFirst = 0;
       let clientBlocked = false;
-      // The answer must begin within the first-byte limit even if the node sends pings meanwhile.
-      const firstTimer = setTimeout(
-        () => res.destroy(new UpstreamFailure('timeout', `${lease.node.name} sent no event for ${this.opts.firstByteTimeoutMs} ms`)),
-        Math.max(1, this.opts.firstByteTimeoutMs - (Date.now() - t0)),
-      );
+      // The answer must begin within the first-byte limit even if the node sends pings meanwhile:
+      // until the first event, the connection's silence limit is the time left to that deadline,
+      // set again at each read (its own timer, so no timer is made for this per request).
+      const firstDeadline = t0 + this.opts.firstByteTimeoutMs;
+      const waitFirst = () =>
+        res.setIdleTimeout(Math.max(1, firstDeadline - Date.now()), () =>
+          res.destroy(new UpstreamFailure('timeout', `${lease.node.name} sent no event for ${this.opts.firstByteTimeoutMs} ms`)),
+        );
+      waitFirst();
       const onAbort = () => res.destroy(new UpstreamFailure('aborted', 'client went away'));
       req.signal.addEventListener('abort', onAbort, { once: true });
 
       const settle = (outcome: Outcome, err?: Error) => {
         if (finished) return;
         finished = true;
-        clearTimeout(firstTimer);
         req.signal.removeEventListener('abort', onAbort);
         // After [DONE] the rest of the response drains so the socket can be reused; the stall
         // timer stays armed to reap a node that never ends it. Anything else frees the socket now.
@@ -301,6 +305,7 @@ export class Dispatcher {
 
       const onData = (buf: Buffer) => {
         if (finished) return;
+        if (!started) waitFirst();
         const items = parser.push(buf);
         if (items.length === 0) return;
         // Bytes that are exactly their events, as formatSse would write them, go on as they came.
@@ -360,7 +365,6 @@ export class Dispatcher {
         if (!started) {
           started = true;
           tFirst = Date.now();
-          clearTimeout(firstTimer);
           res.setIdleTimeout(this.opts.stallTimeoutMs, () =>
             res.destroy(
               // Nothing is read while the client is not keeping up: that silence is the client's.

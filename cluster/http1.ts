@@ -2,6 +2,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import type tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
+import type { CancelSignal } from './cancel.ts';
 
 // node:tls and its share of OpenSSL are loaded only for an https node: most homes have none.
 let tlsModule: typeof tls | undefined;
@@ -573,7 +574,7 @@ export class Http1Pool {
    * reused connection was found closed before any answer, and the request may be sent again
    * with `fresh`.
    */
-  request(r: Http1Request, signal?: AbortSignal): Promise<Http1Response> {
+  request(r: Http1Request, signal?: CancelSignal): Promise<Http1Response> {
     if (signal?.aborted) return Promise.reject(new Http1Error('aborted', 'client went away'));
     // A line break in the path or a header would end it early and let the rest pose as headers.
     const badHeader = Object.keys(r.headers).find((k) => /[\r\n\0:]/.test(k) || /[\r\n\0]/.test(r.headers[k]));

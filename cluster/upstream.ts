@@ -1,3 +1,4 @@
+import type { CancelSignal } from './cancel.ts';
 import { Http1Error, Http1Pool, type Http1Response } from './http1.ts';
 import type { NodeInfo } from './node.ts';
 
@@ -8,7 +9,7 @@ export interface UpstreamRequest {
   /** Path below the node's API path, e.g. `/chat/completions`. */
   path: string;
   body: Buffer;
-  signal: AbortSignal;
+  signal: CancelSignal;
   connectTimeoutMs: number;
   /** Idle limit until the response headers arrive. */
   firstByteTimeoutMs: number;

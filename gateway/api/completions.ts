@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Cancel, type CancelSignal } from '../../cluster/cancel.ts';
 import type { Dispatcher, StreamSink } from '../../cluster/dispatch.ts';
 import { ClusterError, type StreamBrokenError } from '../../cluster/errors.ts';
 import type { NodeInfo } from '../../cluster/node.ts';
@@ -48,11 +49,11 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): Api
       if (e instanceof ApiError) return sendError(out, e);
       throw e;
     }
-    const abort = new AbortController();
+    const abort = new Cancel();
     out.once('close', () => {
       if (!out.writableFinished) abort.abort();
     });
-    const req = { path: PATHS[endpoint], model, body, raw, signal: abort.signal };
+    const req = { path: PATHS[endpoint], model, body, raw, signal: abort };
     try {
       if (!stream) {
         const answer = await deps.dispatcher.json(req);
@@ -65,7 +66,7 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): Api
         }
         return sendJsonBytes(out, answer.status, answer.body);
       }
-      await deps.dispatcher.stream(req, sseSink(incoming, out, observer, abort.signal));
+      await deps.dispatcher.stream(req, sseSink(incoming, out, observer, abort));
     } catch (e) {
       if (!(e instanceof ClusterError)) throw e;
       observer?.end?.({ complete: false, stopped: e.kind === 'aborted', error: e.message });
@@ -84,7 +85,7 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): Api
  * stream. The head and the first event, the end and any request whose answer is not chunked
  * (HTTP/1.0, or one waiting behind a pipelined answer) keep going through the response.
  */
-function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: StreamObserver | undefined, clientGone: AbortSignal): StreamSink {
+function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: StreamObserver | undefined, clientGone: CancelSignal): StreamSink {
   // HTTP/1.1 answers without a length are chunked; an HTTP/1.0 client gets the bytes as they are.
   const chunked = incoming.httpVersionMajor === 1 && incoming.httpVersionMinor >= 1;
   let headSent = false;

@@ -30,6 +30,8 @@ interface Route {
 /** Routes by method and path segments; HEAD is served by the GET route (Node sends no body). */
 export class ApiRouter {
   private readonly routes: Route[] = [];
+  /** Routes without parameters, by method and then path: most requests are found here at once. */
+  private readonly fixed = new Map<string, Map<string, ApiHandler>>();
 
   get(pattern: string, handler: ApiHandler): this {
     return this.add('GET', pattern, handler);
@@ -44,7 +46,15 @@ export class ApiRouter {
   }
 
   private add(method: string, pattern: string, handler: ApiHandler): this {
-    this.routes.push({ method, segments: pattern.split('/').slice(1), handler });
+    const segments = pattern.split('/').slice(1);
+    // Taken from the table only when no route before it would match its path: order still decides.
+    const fixed = !segments.some((s) => s[0] === ':' || s[0] === '*') && !this.routes.some((r) => r.method === method && matchSegments(r.segments, segments));
+    this.routes.push({ method, segments, handler });
+    if (fixed) {
+      let paths = this.fixed.get(method);
+      if (!paths) this.fixed.set(method, (paths = new Map()));
+      paths.set(pattern, handler);
+    }
     return this;
   }
 
@@ -68,6 +78,8 @@ export class ApiRouter {
   /** The handler and its parameters, or undefined. Throws ApiError 400 for a malformed escape. */
   match(method: string, path: string): { handler: ApiHandler; params: Record<string, string> } | undefined {
     const want = method === 'HEAD' ? 'GET' : method;
+    const handler = this.fixed.get(want)?.get(path);
+    if (handler) return { handler, params: {} };
     const parts = path.split('/').slice(1).map(decode);
     for (const r of this.routes) {
       if (r.method !== want) continue;

@@ -444,6 +444,26 @@ describe('failures before the first byte are retried on another node', () => {
     expect(bad.requests.filter((r) => r.path.endsWith('/chat/completions')).length).toBeGreaterThan(0);
   });
 
+  it('pings do not stretch the first-byte limit: no event in time moves to the next node, or ends in 504', async () => {
+    const pinging = await sim({ models: ['m1'], pingEveryMs: 40, ttftMs: 10_000 });
+    const good = await sim({ models: ['m1'] });
+    const h = await gateway({ nodes: [{ url: pinging.url }, { url: good.url }], timeouts: { first_byte_ms: 300 } });
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now();
+      const res = await post(`${h.api}/chat/completions`, chatBody('m1', { stream: true, max_tokens: 5 }));
+      expect(contentOf(await res.text())).toBe(expectedAnswer(question, 5));
+      expect(Date.now() - t0).toBeLessThan(2_000);
+    }
+    expect(pinging.requests.filter((r) => r.path.endsWith('/chat/completions')).length).toBeGreaterThan(0);
+
+    const alone = await gateway({ nodes: [{ url: pinging.url }], timeouts: { first_byte_ms: 300 }, routing: { retries: 0 } });
+    const t0 = Date.now();
+    const res = await post(`${alone.api}/chat/completions`, chatBody('m1', { stream: true }));
+    expect(res.status).toBe(504);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+
   it('gives up after the configured retries with the right status', async () => {
     const a = await sim({ models: ['m1'], fault: { type: '500' } });
     const b = await sim({ models: ['m1'], fault: { type: '500' } });
