@@ -42,8 +42,9 @@ export interface OverheadOptions {
   command: string;
   /** Sequential requests per target at concurrency 1. */
   sequential?: number;
-  /** Rounds of 64 concurrent requests per target. */
+  /** Rounds of 64 concurrent requests per target against each simulated node, and against the real llama-server. */
   rounds?: number;
+  llamaRounds?: number;
 }
 
 interface Phase {
@@ -76,11 +77,15 @@ const CONC = 64;
  */
 const WARM_UP = 4096;
 /**
- * Rounds of 64 streams each proxy serves after the timed phases, before its peak RSS is read.
- * V8 lets garbage build up in the old generation until a full collection, so a short run can end
- * before the heap reaches the size it keeps returning to under steady load.
+ * Rounds of 64 concurrent streams per target at concurrency 64: 2,048 samples per percentile.
+ * With 8 rounds a p99 rested on its 5 slowest samples, one or two rounds, and Hearth's added p99
+ * ranged from 7 to 84 ms across runs. The rounds also load each proxy for long enough before its
+ * peak RSS is read: V8 lets garbage build up in the old generation until a full collection, so a
+ * short run can end before the heap reaches the size it keeps returning to under steady load.
  */
-const SUSTAIN = 24;
+const ROUNDS = 32;
+/** Rounds against the real llama-server (each takes seconds). */
+const LLAMA_ROUNDS = 8;
 
 const emptyPhase = (): Phase => ({ results: [], cpu: 0, kernel: 0 });
 const emptyPhases = (): Record<Via, Phase> => ({ direct: emptyPhase(), hearth: emptyPhase(), nginx: emptyPhase(), node: emptyPhase() });
@@ -92,7 +97,8 @@ const failed = (r: StreamResult, tokens: number) => r.status !== 200 || !r.done 
 
 export async function runOverhead(o: OverheadOptions): Promise<void> {
   const sequential = o.sequential ?? 100;
-  const rounds = o.rounds ?? 8;
+  const rounds = o.rounds ?? ROUNDS;
+  const llamaRounds = o.llamaRounds ?? LLAMA_ROUNDS;
   const md: string[] = [];
   const targets: Target[] = [];
   say('== overhead ==');
@@ -133,7 +139,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
   }
 
   // --- real llama-server at concurrency 64
-  const llama = llamaAvailable() ? await llamaRun(rounds) : undefined;
+  const llama = llamaAvailable() ? await llamaRun(llamaRounds) : undefined;
   if (!llama) say(`real llama-server: skipped (${llamaMissing})`);
 
   const floor = { bare: await nodeRssMiB(''), undici: await nodeRssMiB('globalThis.Request;') };
@@ -194,7 +200,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
   md.push(
     '### Peak RSS\n\n' +
       table(
-        ['node', `Hearth VmHWM MiB (fresh process, after warm-up, c1, c64 and ${SUSTAIN} more rounds of ${CONC})`, 'nginx worker VmHWM MiB (whole run so far)', 'bare node:http pipe VmHWM MiB (whole run so far)'],
+        ['node', `Hearth VmHWM MiB (fresh process, after warm-up, c1 and c64)`, 'nginx worker VmHWM MiB (whole run so far)', 'bare node:http pipe VmHWM MiB (whole run so far)'],
         blocks.map((b) => [b.label, fmt(b.hearthHwmKb / 1024, 1), fmt(b.nginxHwmKb / 1024, 1), fmt(b.bareHwmKb / 1024, 1)]),
       ) +
       `\n\nWhat any Node.js gateway starts from, measured now with the same Node flags: an idle \`node\` process ${fmt(floor.bare, 1)} MiB RSS; ` +
@@ -293,16 +299,11 @@ async function speedBlock(label: string, model: string, urls: Record<Via, string
       await charged(via, c64[via], () => round(via));
     }
   }
-  say(`-- ${label}: sustained load for peak memory, ${SUSTAIN} rounds of ${CONC} per proxy, interleaved`);
-  const sustained: Record<Via, StreamResult[]> = { direct: [], hearth: [], nginx: [], node: [] };
-  for (let r = 0; r < SUSTAIN; r++) {
-    for (const via of ['hearth', 'nginx', 'node'] as const) sustained[via].push(...(await round(via)));
-  }
   const hearthHwmKb = statusKb(hearth.pid, 'VmHWM');
   const nginxHwmKb = nginx.workerPid ? statusKb(nginx.workerPid, 'VmHWM') : NaN;
   const bareHwmKb = statusKb(bare.pid, 'VmHWM');
   for (const a of Object.values(agents)) a.destroy();
-  const all = (v: Via) => [...c1[v].results, ...c64[v].results, ...sustained[v]];
+  const all = (v: Via) => [...c1[v].results, ...c64[v].results];
   const fails = VIAS.map((v) => `${v} ${all(v).filter((r) => failed(r, TOKENS)).length}`).join(', ');
   say(`   failures: ${fails}`);
   for (const v of VIAS) {

@@ -24,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
   const run = (names.length ? names : [...ALL]) as Name[];
   const command = `npm run bench${argv.length ? ' -- ' + argv.join(' ') : ''}`;
   for (const name of run) {
-    if (name === 'overhead') await runOverhead({ command, ...(quick ? { sequential: 20, rounds: 1 } : {}) });
+    if (name === 'overhead') await runOverhead({ command, ...(quick ? { sequential: 20, rounds: 1, llamaRounds: 1 } : {}) });
     if (name === 'balance') await runBalance({ command, quick });
     if (name === 'affinity') await runAffinity({ command, quick });
   }
