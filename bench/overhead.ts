@@ -42,8 +42,9 @@ export interface OverheadOptions {
   command: string;
   /** Sequential requests per target at concurrency 1. */
   sequential?: number;
-  /** Rounds of 64 concurrent requests per target against each simulated node, and against the real llama-server. */
+  /** Rounds of 64 concurrent requests per target against each simulated node. */
   rounds?: number;
+  /** The same against the real llama-server. */
   llamaRounds?: number;
 }
 
