@@ -287,7 +287,8 @@ class Connection {
       if (!this.idleMs || !this.onIdle || this.dead) return;
       const quiet = performance.now() - this.lastRead;
       if (quiet >= this.idleMs - 1) this.onIdle();
-      else this.arm(this.idleMs - quiet);
+      // Whole milliseconds: Node keeps a timer list per distinct duration.
+      else this.arm(Math.ceil(this.idleMs - quiet));
     }, ms);
     this.timer.unref?.();
   }
