@@ -586,7 +586,9 @@ describe('client abort', () => {
         if (c.choices[0]?.delta?.content && ++got === 3) ac.abort();
       }
     })().catch((e) => expect(String(e)).toMatch(/abort/i));
-    expect(got).toBe(3);
+    // Chunks that reached the client with the third in one read may still be yielded; 500 are not.
+    expect(got).toBeGreaterThanOrEqual(3);
+    expect(got).toBeLessThan(20);
     const t0 = Date.now();
     expect(await n.idle(1000)).toBe(true);
     expect(Date.now() - t0).toBeLessThan(1000);
