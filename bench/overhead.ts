@@ -149,7 +149,7 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
   md.push(`## overhead\n\n${runHeader(o.command)}`);
   md.push(
     `Simulated node (\`bench/sim-node.ts\`, own process, 512 slots) at 1,000 tokens/s per stream and unthrottled; ${TOKENS} tokens per answer; ` +
-      `concurrency 1 = ${sequential} sequential requests per target, concurrency 64 = ${rounds} rounds of 64 concurrent requests per target. ` +
+      `concurrency 1 = ${sequential} sequential requests per target, concurrency 64 = ${rounds} rounds of 64 concurrent requests per target, after one round per target that is not measured (it reopens the keep-alive connections the sequential phase let close). ` +
       `Each target first serves ${WARM_UP} streams, ${CONC} at a time, so that the Node.js targets run compiled code as a gateway that has been up a while does (their CPU during it is given below, apart). ` +
       `Targets interleaved (direct, Hearth, nginx in rotating order, request by request at c1 and round by round at c64), each with its own keep-alive agent. ` +
       `nginx: \`proxy_pass\`, \`proxy_buffering off\`, HTTP/1.1 upstream keepalive, 1 worker. A fresh Hearth process per speed, run with the Node flags of \`npm start\` (\`${NODE_FLAGS.join(' ') || 'none'}\`)${EXTRA_FLAGS.length ? ` and, for this run only, \`${EXTRA_FLAGS.join(' ')}\` (BENCH_NODE_FLAGS / BENCH_PROFILE)` : ''}. node: a bare node:http pipe (\`bench/bare-proxy.ts\`, no parsing or checks, run with the same Node flags), what Node's own HTTP client and server cost for the same streams. ` +
@@ -292,6 +292,10 @@ async function speedBlock(label: string, model: string, urls: Record<Via, string
     }
   }
 
+  // The sequential phase leaves each target one connection in use; servers have closed the other
+  // 63 by now (Node's after 5 s, nginx keeps its clients' for 75 s). One round per target, not
+  // measured, opens them again, so that the rounds compare serving 64 streams, not reconnecting.
+  for (const via of VIAS) await round(via);
   say(`-- ${label}: concurrency ${CONC}, ${rounds} rounds per target, interleaved`);
   const c64 = emptyPhases();
   for (let r = 0; r < rounds; r++) {
