@@ -41,13 +41,10 @@ export class AnswerSoFar {
     const d = c.delta;
     if (!d) return;
     if (d.tool_calls || d.function_call) this.continuable = false;
-    if (typeof d.content === 'string' && d.content !== '') {
-      this.content += d.content;
-      this.tokens++;
-    }
+    if (typeof d.content === 'string') this.observeContent(d.content);
   }
 
-  /** Record a token chunk read through a template (see chunk-template.ts): its content token. */
+  /** Record content the client is about to receive: all a token chunk read through a template (chunk-template.ts) gives. */
   observeContent(token: string): void {
     if (this.continuable && token !== '') {
       this.content += token;

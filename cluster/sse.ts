@@ -56,7 +56,7 @@ export class SseParser {
         // A data line (most lines) without the slices of the general reader.
         if (isData) {
           const value = buf.slice(space ? start + 6 : start + 5, nl);
-          this.data = this.data === undefined ? value : `${this.data}\n${value}`;
+          this.addData(value);
         } else this.line(buf.slice(start, nl), out);
         start = nl + 1;
       }
@@ -93,6 +93,10 @@ export class SseParser {
     return this.rest.length > 0 || this.data !== undefined;
   }
 
+  private addData(value: string): void {
+    this.data = this.data === undefined ? value : `${this.data}\n${value}`;
+  }
+
   private line(line: string, out: SseItem[]): void {
     if (line === '') {
       if (this.data !== undefined) out.push(this.event ? { data: this.data, event: this.event } : { data: this.data });
@@ -108,7 +112,7 @@ export class SseParser {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === 'data') this.data = this.data === undefined ? value : `${this.data}\n${value}`;
+    if (field === 'data') this.addData(value);
     else if (field === 'event') this.event = value;
     // `id` and `retry` mean nothing for a one-shot completion stream.
   }

@@ -8,6 +8,24 @@ import { chatBody, contentOf, fleet, post, sseData, startHearth, type TestHearth
 import { apiAccess } from '../auth.ts';
 
 /** Sends raw request texts on one connection and returns everything read until it closes. */
+/**
+ * Takes the chunked framing off a body that starts at `from`, by hand: every chunk must be well
+ * formed, the last one empty. Returns the body as text and where it ended.
+ */
+function unchunk(raw: Buffer, from: number): { text: string; end: number } {
+  const pieces: Buffer[] = [];
+  let i = from;
+  for (;;) {
+    const nl = raw.indexOf('\r\n', i);
+    const size = parseInt(raw.toString('latin1', i, nl), 16);
+    expect(Number.isNaN(size)).toBe(false);
+    pieces.push(raw.subarray(nl + 2, nl + 2 + size));
+    expect(raw.toString('latin1', nl + 2 + size, nl + 4 + size)).toBe('\r\n');
+    i = nl + 4 + size;
+    if (size === 0) return { text: Buffer.concat(pieces).toString('utf8'), end: i };
+  }
+}
+
 function rawExchange(base: string, requests: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(Number(new URL(base).port), '127.0.0.1', () => sock.end(requests.join('')));
@@ -209,16 +227,9 @@ describe('streaming pass-through', () => {
     while (i < raw.length) {
       const headEnd = raw.indexOf('\r\n\r\n', i);
       expect(raw.toString('latin1', i, headEnd)).toMatch(/^HTTP\/1\.1 200[\s\S]*transfer-encoding: chunked/i);
-      i = headEnd + 4;
-      const pieces: Buffer[] = [];
-      for (;;) {
-        const nl = raw.indexOf('\r\n', i);
-        const size = parseInt(raw.toString('latin1', i, nl), 16);
-        pieces.push(raw.subarray(nl + 2, nl + 2 + size));
-        i = nl + 4 + size;
-        if (size === 0) break;
-      }
-      answers.push(Buffer.concat(pieces).toString('utf8'));
+      const body = unchunk(raw, headEnd + 4);
+      answers.push(body.text);
+      i = body.end;
     }
     expect(answers).toHaveLength(2);
     expect(answers.map(contentOf)).toEqual([expectedAnswer(question, 20), expectedAnswer(question, 30)]);
@@ -246,20 +257,8 @@ describe('streaming pass-through', () => {
     const raw = Buffer.concat(parts);
     const at = raw.indexOf('\r\n\r\n');
     expect(raw.toString('latin1', 0, at).toLowerCase()).toContain('transfer-encoding: chunked');
-    // Take the chunked framing off by hand: every chunk must be well formed, the last one empty.
-    const pieces: Buffer[] = [];
-    let i = at + 4;
-    for (;;) {
-      const nl = raw.indexOf('\r\n', i);
-      const size = parseInt(raw.toString('latin1', i, nl), 16);
-      expect(Number.isNaN(size)).toBe(false);
-      pieces.push(raw.subarray(nl + 2, nl + 2 + size));
-      expect(raw.toString('latin1', nl + 2 + size, nl + 4 + size)).toBe('\r\n');
-      i = nl + 4 + size;
-      if (size === 0) break;
-    }
-    expect(i).toBe(raw.length);
-    const text = Buffer.concat(pieces).toString('utf8');
+    const { text, end } = unchunk(raw, at + 4);
+    expect(end).toBe(raw.length);
     expect(contentOf(text)).toBe(expectedAnswer(question, tokens));
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
     expect(n.stats.completed).toBe(1);
