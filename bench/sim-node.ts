@@ -80,6 +80,8 @@ export interface SimNodeOptions {
   pingEveryMs?: number;
   /** split each JSON event over two `data:` lines (valid SSE) */
   multiLineData?: boolean;
+  /** open a chat stream with a role-only chunk, as llama-server and OpenAI do; default true */
+  roleChunk?: boolean;
   /** multi-byte tokens, and writes that split a multi-byte UTF-8 sequence across two socket writes */
   splitUtf8?: boolean;
   /** like the real llama-server: send `Keep-Alive: timeout=5, max=100` but destroy the socket after each streamed reply */
@@ -576,7 +578,7 @@ export async function startSimNode(opts: SimNodeOptions = {}): Promise<SimNode> 
       if (!roleSent) {
         roleSent = true;
         sendHeaders();
-        if (g.chat) res.write(frame(`{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}]${tail}}`));
+        if (g.chat && o.roleChunk !== false) res.write(frame(`{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}]${tail}}`));
       }
       const due = interval > 0 ? Math.min(g.n, Math.floor((now - tFirst) / interval) + 1) : g.n;
       while (next < due) {

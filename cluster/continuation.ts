@@ -27,10 +27,7 @@ export class AnswerSoFar {
 
   /** Record a chunk the client is about to receive. */
   observe(chunk: Record<string, any>): void {
-    if (this.id === undefined && typeof chunk.id === 'string') {
-      this.id = chunk.id;
-      this.created = chunk.created;
-    }
+    this.observeIds(chunk);
     if (!this.continuable) return;
     const choices = chunk.choices;
     if (!Array.isArray(choices)) return;
@@ -44,11 +41,22 @@ export class AnswerSoFar {
     if (typeof d.content === 'string') this.observeContent(d.content);
   }
 
-  /** Record content the client is about to receive: all a token chunk read through a template (chunk-template.ts) gives. */
-  observeContent(token: string): void {
-    if (this.continuable && token !== '') {
-      this.content += token;
-      this.tokens++;
+  /** Record the answer's id and creation time, from the first chunk that has them. */
+  observeIds(chunk: Record<string, any>): void {
+    if (this.id === undefined && typeof chunk.id === 'string') {
+      this.id = chunk.id;
+      this.created = chunk.created;
+    }
+  }
+
+  /**
+   * Record content the client is about to receive: all a token chunk read through a template
+   * (chunk-template.ts) gives, or a run of them, `tokens` of which were not empty.
+   */
+  observeContent(content: string, tokens = 1): void {
+    if (this.continuable && content !== '') {
+      this.content += content;
+      this.tokens += tokens;
     }
   }
 

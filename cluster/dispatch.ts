@@ -270,6 +270,13 @@ export class Dispatcher {
       let chunks = 0;
       let tFirst = 0;
       let clientBlocked = false;
+      // A chunk of this leg was read whole, so the answer has its id. Not so when the template
+      // learned its shape from a read's first token before this leg read any chunk whole.
+      let idsRead = false;
+      const readIds = (data: string) => {
+        idsRead = true;
+        answer.observeIds(JSON.parse(data));
+      };
       // The answer must begin within the first-byte limit even if the node sends pings meanwhile:
       // until the first event, the connection's silence limit is the time left to that deadline,
       // set again at each read (its own timer, so no timer is made for this per request).
@@ -306,7 +313,8 @@ export class Dispatcher {
       const onData = (buf: Buffer) => {
         if (finished) return;
         if (!started) waitFirst();
-        const items = parser.push(buf);
+        // Runs of token events are read whole unless each chunk's JSON is wanted or rewritten.
+        const items = parser.push(buf, rewriting || sink.wantsChunks ? undefined : template);
         if (items.length === 0) return;
         // Bytes that are exactly their events, as formatSse would write them, go on as they came.
         let verbatim = parser.verbatim && !rewriting;
@@ -315,6 +323,13 @@ export class Dispatcher {
         let done = false;
         for (let i = 0; i < items.length; i++) {
           const it = items[i];
+          if ('run' in it) {
+            chunks += it.events;
+            if (!idsRead) readIds(it.run.slice(6, it.run.indexOf('\n')));
+            if (!verbatim) text += it.run;
+            if (template.kind === 'content') answer.observeContent(it.tokens, it.nonEmpty);
+            continue;
+          }
           if ('comment' in it) {
             if (answer.started) text += formatSse(it);
             continue;
@@ -332,6 +347,7 @@ export class Dispatcher {
           const token = rewriting ? undefined : template.match(it.data);
           if (token !== undefined) {
             chunks++;
+            if (!idsRead) readIds(it.data);
             if (!verbatim) text += formatSse(it);
             if (template.kind === 'content') answer.observeContent(token);
             parsed?.push(JSON.parse(it.data));
@@ -359,6 +375,7 @@ export class Dispatcher {
             template.learn(it.data, obj);
           }
           answer.observe(obj);
+          idsRead = true;
           parsed?.push(obj);
         }
         if (!verbatim && text === '') return;

@@ -7,6 +7,28 @@ import { StringDecoder } from 'node:string_decoder';
 export type SseItem = { data: string; event?: string } | { comment: string };
 
 /**
+ * Consecutive data events read as one by a `RunReader`: `run` is their text, exactly as received
+ * and as `formatSse` would write them; what they carry is the reader's to say.
+ */
+export interface SseRun {
+  run: string;
+  /** Where the run ends in the text it was read from. */
+  end: number;
+  /** How many events it holds. */
+  events: number;
+}
+
+/**
+ * Recognises, at the start of an event, a run of events it can vouch for without the parser
+ * splitting them into lines (chunk-template.ts: a fast node's whole answer can come in one read).
+ * Returns undefined when no run starts at `at`, and null when one seemed to but did not hold:
+ * then it is not asked again for the rest of that push.
+ */
+export interface RunReader<R extends SseRun = SseRun> {
+  readRun(text: string, at: number): R | null | undefined;
+}
+
+/**
  * Incremental SSE reader. Written by hand because it sits on the hot path of every streamed
  * token and is small: it accepts LF, CRLF and CR line ends, comment lines, multi-line data,
  * and multi-byte UTF-8 split across network reads (the decoder keeps partial sequences).
@@ -27,8 +49,13 @@ export class SseParser {
    */
   verbatim = false;
 
-  /** Feed bytes; returns the events completed by them. */
-  push(chunk: Buffer | string): SseItem[] {
+  /**
+   * Feed bytes; returns the events completed by them. With `runs`, events at the start of which
+   * it recognises a run come back as that run (LF line ends only).
+   */
+  push(chunk: Buffer | string): SseItem[];
+  push<R extends SseRun>(chunk: Buffer | string, runs: RunReader<R> | undefined): (SseItem | R)[];
+  push<R extends SseRun>(chunk: Buffer | string, runs?: RunReader<R>): (SseItem | R)[] {
     const bytes = typeof chunk !== 'string';
     let text = bytes ? this.decoder.write(chunk) : chunk;
     const clean = this.endedClean && this.rest === '' && this.data === undefined && this.event === undefined;
@@ -38,13 +65,24 @@ export class SseParser {
     if (this.lastWasCR && text.startsWith('\n')) text = text.slice(1);
     this.lastWasCR = text.endsWith('\r');
     const buf = this.rest + text;
-    const out: SseItem[] = [];
+    const out: (SseItem | R)[] = [];
     let start = 0;
     if (buf.indexOf('\r') < 0) {
       // LF only (what most servers send): native search rather than a loop over characters.
       let verbatim = bytes && clean;
       let blank = true;
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n', start)) {
+        if (runs !== undefined && this.data === undefined && this.event === undefined) {
+          const run = runs.readRun(buf, start);
+          if (run === null) runs = undefined;
+          else if (run !== undefined) {
+            out.push(run);
+            // A run is whole events, the last ended by its blank line.
+            start = run.end;
+            blank = true;
+            continue;
+          }
+        }
         const isData = nl > start + 5 && buf.startsWith('data:', start);
         const space = isData && buf.charCodeAt(start + 5) === 32;
         // Verbatim lines: `data: ...`, or one blank line ending an event.
@@ -97,7 +135,7 @@ export class SseParser {
     this.data = this.data === undefined ? value : `${this.data}\n${value}`;
   }
 
-  private line(line: string, out: SseItem[]): void {
+  private line(line: string, out: unknown[]): void {
     if (line === '') {
       if (this.data !== undefined) out.push(this.event ? { data: this.data, event: this.event } : { data: this.data });
       this.data = undefined;
@@ -119,7 +157,8 @@ export class SseParser {
 }
 
 /** Serialise one item back to SSE text (LF line ends, one `data:` line per line of data). */
-export function formatSse(item: SseItem): string {
+export function formatSse(item: SseItem | SseRun): string {
+  if ('run' in item) return item.run;
   if ('comment' in item) return `: ${item.comment}\n\n`;
   const data = item.data.includes('\n') ? item.data.split('\n').join('\ndata: ') : item.data;
   return item.event ? `event: ${item.event}\ndata: ${data}\n\n` : `data: ${data}\n\n`;

@@ -34,6 +34,18 @@ describe('a stream cut after its first byte continues on another node', () => {
     expect(cont.max_tokens).toBe(23);
   });
 
+  it('with one id also from a node that sends no role chunk (its first chunk is read through the template)', async () => {
+    const a = await sim({ models: ['m'], fault: { type: 'cut', afterChunks: 5, times: 1 }, tokensPerSecond: 500, roleChunk: false });
+    const b = await sim({ models: ['m'], roleChunk: false });
+    const h = await gateway({ nodes: [{ url: a.url }, { url: b.url }] });
+    const text = await (await post(`${h.api}/chat/completions`, chatBody('m', { stream: true, max_tokens: 20 }))).text();
+    expect(a.stats.faulted).toBe(1);
+    expect(contentOf(text)).toBe(expectedAnswer(question, 20));
+    const chunks = sseData(text).slice(0, -1).map((d) => JSON.parse(d));
+    expect(new Set(chunks.map((c) => c.id))).toEqual(new Set([chunks[0].id]));
+    expect(chunks.filter((c) => c.choices?.[0]?.delta?.role)).toEqual([]);
+  });
+
   it('through the openai SDK, after a stall', async () => {
     const a = await sim({ models: ['m'], fault: { type: 'stall', afterChunks: 4, times: 1 }, tokensPerSecond: 500 });
     const b = await sim({ models: ['m'] });

@@ -102,20 +102,29 @@ function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: Strea
     },
     send(sse, chunks, last) {
       if (chunks) observer?.chunks?.(chunks);
-      // Through the response, bytes go as text: the response may hold them past this call, and
-      // text lives in V8's young generation where bytes would be memory allocated apart.
-      if (last) {
-        out.end(asText(sse));
+      const socket = out.socket;
+      if (!chunked || !socket) {
+        // Through the response, bytes go as text: the response may hold them past this call, and
+        // text lives in V8's young generation where bytes would be memory allocated apart.
+        if (last) out.end(asText(sse));
+        else return out.write(asText(sse));
         return true;
       }
-      const socket = out.socket;
-      if (!headSent || !chunked || !socket) {
-        // The head goes out with the first event's bytes: one write, not two.
-        headSent = true;
-        return out.write(asText(sse));
-      }
       if (socket.destroyed) return false;
-      return writeChunk(socket, sse);
+      // The head goes out with the first events in one write. A fast node's whole answer often
+      // comes in one read: it is framed here as it came, not decoded to text and back.
+      const first = !headSent;
+      if (first) {
+        headSent = true;
+        socket.cork();
+        out.flushHeaders();
+      }
+      // An empty chunk would end the body.
+      const ok = sse.length === 0 || writeChunk(socket, sse);
+      if (first) socket.uncork();
+      releaseFrame(socket);
+      if (last) out.end();
+      return ok;
     },
     drained() {
       // The response says 'drain' for its own writes, the socket for the ones made here.
@@ -149,12 +158,14 @@ const asText = (sse: string | Buffer): string => (typeof sse === 'string' ? sse 
 
 /**
  * The frame buffer events are copied into (the caller's bytes are valid only during the call).
- * A frame the socket took at once is no longer referenced when `write` returns, so the buffer is
- * used again for the next one; a frame the socket had to queue keeps it, and the next frame gets
- * a new buffer. This spares an allocation per event, and for a fast node's large reads the
- * malloc'd memory that would otherwise pile up until the next collection.
+ * A frame the socket wrote at once is no longer referenced, so the buffer is used again for the
+ * next one; a frame the socket had to queue keeps it, and the next frame gets a new buffer. This
+ * spares an allocation per event, and for a fast node's large reads the malloc'd memory that
+ * would otherwise pile up until the next collection.
  */
 let frameBuffer: Buffer | undefined;
+/** The buffer of the last frame written, until the socket is known to be done with it. */
+let frameInUse: Buffer | undefined;
 
 /** Writes one HTTP/1.1 chunk (size line, data, CRLF); returns what `socket.write` returns. */
 function writeChunk(socket: Socket, data: string | Buffer): boolean {
@@ -164,6 +175,7 @@ function writeChunk(socket: Socket, data: string | Buffer): boolean {
   while (digits < 8 && len >>> (4 * digits) !== 0) digits++;
   const n = digits + len + 4;
   const frame = frameBuffer && frameBuffer.length >= n ? frameBuffer : Buffer.allocUnsafeSlow(n);
+  frameBuffer = undefined;
   // The size in hex, written digit by digit: cheaper than formatting a string and writing it.
   for (let i = 0; i < digits; i++) {
     const d = (len >>> (4 * (digits - 1 - i))) & 15;
@@ -175,7 +187,12 @@ function writeChunk(socket: Socket, data: string | Buffer): boolean {
   at += data.copy(frame, at);
   frame[at++] = 13;
   frame[at] = 10;
-  const ok = socket.write(frame.subarray(0, n));
-  frameBuffer = socket.writableLength === 0 ? frame : undefined;
-  return ok;
+  frameInUse = frame;
+  return socket.write(frame.subarray(0, n));
+}
+
+/** After a write (and the uncork of a corked one): the frame is free again if it went out. */
+function releaseFrame(socket: Socket): void {
+  if (frameInUse && socket.writableLength === 0) frameBuffer = frameInUse;
+  frameInUse = undefined;
 }
