@@ -167,7 +167,7 @@ export class Dispatcher {
     for (const model of chain) {
       try {
         const same = model === req.model && req.body.model === model;
-        return await run({ ...req, model, body: same ? req.body : { ...req.body, model }, raw: same ? req.raw : undefined });
+        return await run(same ? req : { ...req, model, body: { ...req.body, model }, raw: undefined });
       } catch (e) {
         if (!(e instanceof ClusterError) || !fallbackApplies(e)) throw e;
         first ??= e;
@@ -184,20 +184,7 @@ export class Dispatcher {
     filter?: PickRequest['filter'],
   ): Promise<T> {
     const body = req.raw ?? Buffer.from(JSON.stringify(req.body));
-    const b = req.body;
-    const tokens = [b.max_tokens, b.max_completion_tokens, b.n_predict].find((v): v is number => typeof v === 'number' && v > 0);
-    let key: string | undefined | null = null;
-    const pick: PickRequest = {
-      model: req.model,
-      exclude: tried,
-      signal: req.signal,
-      tokens,
-      filter,
-      // Hashed only when the balancer has a choice to make with it.
-      get affinityKey() {
-        return key === null ? (key = conversationKey(req.model, b.messages)) : key;
-      },
-    };
+    const pick = new RequestPick(req, tried, filter);
     let last: ClusterError | undefined;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       if (req.signal.aborted) throw new ClusterError('aborted', 'client went away');
@@ -297,7 +284,15 @@ export class Dispatcher {
         // timer stays armed to reap a node that never ends it. Anything else frees the socket now.
         if (err !== undefined) res.destroy();
         else res.discard(this.opts.stallTimeoutMs);
-        lease.release({ ...outcome, chunks, firstByteMs: tFirst ? tFirst - t0 : undefined, decodeMs: tFirst ? Date.now() - tFirst : undefined });
+        // Written out rather than spread: a spread of outcomes of several shapes takes V8's slow path.
+        lease.release({
+          ok: outcome.ok,
+          failure: outcome.failure,
+          retryAfterS: outcome.retryAfterS,
+          chunks,
+          firstByteMs: tFirst ? tFirst - t0 : undefined,
+          decodeMs: tFirst ? Date.now() - tFirst : undefined,
+        });
         if (err === undefined) return resolve(undefined);
         if (!started) return reject(err);
         if (outcome.failure !== 'aborted') answer.failedNodes.add(lease.node.id);
@@ -417,6 +412,30 @@ export class Dispatcher {
         },
       });
     });
+  }
+}
+
+/** What the balancer is asked for one request (a class: an object literal with a getter is slow to make). */
+class RequestPick implements PickRequest {
+  readonly model: string;
+  readonly signal: CancelSignal;
+  readonly tokens: number | undefined;
+  private key: string | undefined | null = null;
+
+  constructor(
+    private readonly req: CompletionRequest,
+    readonly exclude: Set<string>,
+    readonly filter: PickRequest['filter'],
+  ) {
+    const b = req.body;
+    this.model = req.model;
+    this.signal = req.signal;
+    this.tokens = [b.max_tokens, b.max_completion_tokens, b.n_predict].find((v): v is number => typeof v === 'number' && v > 0);
+  }
+
+  /** Hashed only when the balancer has a choice to make with it. */
+  get affinityKey(): string | undefined {
+    return this.key === null ? (this.key = conversationKey(this.req.model, this.req.body.messages)) : this.key;
   }
 }
 
