@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config.ts';
 import { USAGE, parseCli } from './cli.ts';
+import { DataFileError } from './chat-files.ts';
 import { createHearth } from './server.ts';
 
 declare const HEARTH_VERSION: string;
@@ -35,8 +36,19 @@ async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const hearth = await createHearth(config);
-  const { url } = await hearth.start();
+  let hearth;
+  let url;
+  try {
+    hearth = await createHearth(config);
+    ({ url } = await hearth.start());
+  } catch (e) {
+    // What the user can fix (a file in the data folder, the port taken) in one line, not a stack.
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!(e instanceof DataFileError) && !(typeof code === 'string' && code.startsWith('E'))) throw e;
+    process.stderr.write(`hearth: cannot start: ${(e as Error).message}\n`);
+    await hearth?.close().catch(() => undefined);
+    return 1;
+  }
   hearth.log.info(`hearth ${version} listening on ${url} (API at ${url}/v1)`);
   const stop = async (signal: string) => {
     hearth.log.info(`${signal}: shutting down`);

@@ -1,4 +1,3 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { Registry } from '../cluster/registry.ts';
 import { nodeCrypto } from '../cluster/crypto.ts';
 import { UpstreamClient } from '../cluster/upstream.ts';
 import { createApi } from './api/routes.ts';
+import { loadSecret, readSecret, revokedSessions } from './chat-files.ts';
 import { notFoundError, sendError, splitTarget } from './api/http.ts';
 import { openHistoryWhenNeeded } from './history/deferred.ts';
 import type { History } from './history/store.ts';
@@ -26,16 +26,6 @@ export interface Hearth {
   /** Listen, and start reading the nodes. */
   start(): Promise<{ url: string; port: number }>;
   close(): Promise<void>;
-}
-
-/** A secret kept in the data folder, so chat sessions and CSRF tokens survive restarts. */
-function persistentSecret(dataDir: string): Buffer {
-  const file = join(dataDir, 'secret.key');
-  if (existsSync(file)) return readFileSync(file);
-  mkdirSync(dataDir, { recursive: true });
-  const key = nodeCrypto().randomBytes(32);
-  writeFileSync(file, key, { mode: 0o600 });
-  return key;
 }
 
 /** Seed the registry with the configured nodes: they stay known while down. */
@@ -59,6 +49,8 @@ function addStaticNodes(registry: Registry, config: Config): void {
 
 export async function createHearth(config: Config): Promise<Hearth> {
   const log = createLogger(config.log);
+  // The chat loads with its first page; a key it could not read would only show then.
+  if (config.chat.enabled) readSecret(config.data);
   const history = await openHistoryWhenNeeded(
     {
       dir: join(config.data, 'history'),
@@ -121,7 +113,8 @@ export async function createHearth(config: Config): Promise<Hearth> {
       models: () => balancer.models(),
       password: config.chat.password || undefined,
       sessionDays: config.chat.session_days,
-      secret: persistentSecret(config.data),
+      secret: loadSecret(config.data, (n) => nodeCrypto().randomBytes(n), log.error),
+      revoked: revokedSessions(config.data, log.error),
     });
     return getRequestListener(chat.fetch, { hostname: config.host });
   };

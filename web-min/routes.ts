@@ -35,7 +35,7 @@ function field(body: Record<string, unknown>, name: string): string {
 export function webMinRoutes(deps: WebMinDeps): Hono<WebEnv> {
   const { history } = deps;
   const secret = deps.secret ?? randomBytes(32);
-  const sessions = new Sessions(secret, deps.password, deps.sessionDays);
+  const sessions = new Sessions(secret, deps.password, deps.sessionDays, deps.revoked);
   const live = new LiveAnswers();
   const sd: StreamDeps = { history, dispatcher: deps.dispatcher, models: deps.models, live };
   const app = new Hono<WebEnv>();

@@ -1,12 +1,13 @@
 // Who may use the chat. With a password: a login page and a signed session cookie (HttpOnly,
-// SameSite=Strict) that lasts `sessionDays`; logout revokes it. Without a password: only clients
-// on loopback or a private network are served.
+// SameSite=Strict) that lasts `sessionDays`; logout revokes it, across restarts when given a
+// store. Without a password: only clients on loopback or a private network are served.
 
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { Hono } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { isPrivateAddress } from '../cluster/discovery/addresses.ts';
+import type { RevokedStore } from '../gateway/chat-files.ts';
 import { keyChecker } from '../gateway/auth.ts';
 import { remoteAddress } from '../gateway/remote.ts';
 import { isHttps, safeEqual } from './csrf.ts';
@@ -20,8 +21,8 @@ const DAY = 86_400_000;
 const PUBLIC = new Set(['/login', '/style.css', '/favicon.ico']);
 
 export class Sessions {
-  /** Session ids logged out before their expiry (until then), in memory. */
-  private readonly revoked = new Map<string, number>();
+  /** Session ids logged out before their expiry (until then). */
+  private readonly revoked: Map<string, number>;
   private failures: number[] = [];
   /** Constant-time, like the API's keys; false for everything when no password is set. */
   readonly checkPassword: (given: string) => boolean;
@@ -30,7 +31,9 @@ export class Sessions {
     private readonly secret: Buffer,
     private readonly password: string | undefined,
     private readonly days: number,
+    private readonly store?: RevokedStore,
   ) {
+    this.revoked = store?.load() ?? new Map();
     this.checkPassword = keyChecker(this.enabled ? [password!] : []);
   }
 
@@ -83,6 +86,7 @@ export class Sessions {
       const now = Date.now();
       for (const [k, exp] of this.revoked) if (exp <= now) this.revoked.delete(k);
       this.revoked.set(sid, now + this.days * DAY);
+      this.store?.save(this.revoked);
     }
     deleteCookie(c, SESSION_COOKIE, { path: '/' });
   }

@@ -1,6 +1,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Dispatcher } from '../cluster/dispatch.ts';
 import type { History } from '../gateway/history/store.ts';
+import type { RevokedStore } from '../gateway/chat-files.ts';
 import type { Conversation } from '../gateway/history/types.ts';
 
 export interface WebMinDeps {
@@ -14,6 +15,8 @@ export interface WebMinDeps {
   sessionDays: number;
   /** Signs sessions and CSRF tokens; random per process when absent (sessions end at restart). */
   secret?: Buffer;
+  /** Keeps logouts across restarts; in memory only when absent. */
+  revoked?: RevokedStore;
 }
 
 export type WebEnv = {

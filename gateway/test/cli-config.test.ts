@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -96,6 +97,36 @@ describe('the bundle', () => {
     const cfg = await run([BUNDLE, '--config', file]);
     expect(cfg.code).toBe(2);
     expect(cfg.stderr).toMatch(/configuration error: .*unknown key "prot"/);
+  });
+
+  it('exits 1 with one line when it cannot start: the chat key unreadable, the port taken', async () => {
+    const data = tmp();
+    mkdirSync(join(data, 'secret.key')); // unreadable as a file, even for root
+    const key = await run([BUNDLE, '--host', '127.0.0.1', '--port', '0', '--data', data]);
+    expect(key.code).toBe(1);
+    expect(key.stderr).toBe(`hearth: cannot start: cannot read ${join(data, 'secret.key')} (EISDIR): it signs the chat's sessions and forms. Let the user Hearth runs as read it, or remove it to have a new one made (everyone then logs in again).\n`);
+    // Without the chat the key is not needed.
+    const noChat = execFile(process.execPath, [BUNDLE, '--host', '127.0.0.1', '--port', '0', '--data', data], { env: { PATH: process.env.PATH, HEARTH_CHAT_ENABLED: 'false' } });
+    try {
+      const out = await new Promise<string>((res) => {
+        let s = '';
+        noChat.stderr!.on('data', (b) => (s += b) && /listening on/.test(s) && res(s));
+        noChat.once('exit', () => res(s));
+      });
+      expect(out).toMatch(/listening on/);
+    } finally {
+      noChat.kill();
+    }
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      const busy = await run([BUNDLE, '--host', '127.0.0.1', '--port', String(port), '--data', tmp()]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toBe(`hearth: cannot start: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`);
+    } finally {
+      taken.close();
+    }
   });
 
   it('runs from a copy of dist/ alone (native modules included) and proxies', async () => {
