@@ -44,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     // What the user can fix (a file in the data folder, the port taken) in one line, not a stack.
     const code = (e as NodeJS.ErrnoException).code;
-    if (!(e instanceof DataFileError) && !(typeof code === 'string' && code.startsWith('E'))) throw e;
+    if (!(e instanceof DataFileError) && !(typeof code === 'string' && /^E[A-Z]+$/.test(code))) throw e;
     process.stderr.write(`hearth: cannot start: ${(e as Error).message}\n`);
     await hearth?.close().catch(() => undefined);
     return 1;
