@@ -33,6 +33,21 @@ md.renderer.rules.image = (tokens, idx) => {
   return `<a href="${md.utils.escapeHtml(src)}" rel="noopener noreferrer" target="_blank" class="img">${md.utils.escapeHtml(label)}</a>`;
 };
 
+// Column alignment: markdown-it writes it as an inline style, which the pages' CSP (style-src
+// 'self') drops; a class of the stylesheet carries it instead.
+const ALIGN: Record<string, string> = { 'text-align:left': 'al', 'text-align:center': 'ac', 'text-align:right': 'ar' };
+for (const rule of ['th_open', 'td_open']) {
+  md.renderer.rules[rule] = (tokens, idx, options, _env, self) => {
+    const t = tokens[idx];
+    const style = t.attrGet('style');
+    if (style !== null) {
+      t.attrs = t.attrs!.filter(([k]) => k !== 'style');
+      if (ALIGN[style]) t.attrJoin('class', ALIGN[style]);
+    }
+    return self.renderToken(tokens, idx, options);
+  };
+}
+
 /** Renders text as HTML. Any prefix of an answer (a partial stream) renders to balanced HTML. */
 export function renderMarkdown(text: string): Html {
   return trusted(md.render(text));

@@ -28,6 +28,7 @@ pre{background:var(--cb);padding:.6rem;border-radius:.4rem;overflow-x:auto;font-
 code{font-size:.9em}
 table{border-collapse:collapse;display:block;overflow-x:auto}
 td,th{border:1px solid var(--bd);padding:.25rem .5rem}
+.al{text-align:left}.ac{text-align:center}.ar{text-align:right}
 blockquote{margin:.5rem 0;padding-left:.75rem;border-left:3px solid var(--bd)}
 .raw{white-space:pre-wrap}
 .raw:has(~.final),body:has(.final) .stop{display:none}

@@ -298,6 +298,15 @@ describe('chat without JavaScript', () => {
     }
   });
 
+  it("keeps a table's column alignment under the page's CSP", async () => {
+    const { id } = await h.history.createConversation({ model: 'sim-model', title: 'Aligned' });
+    await h.history.addMessage(id, { role: 'user', content: 'A table, please.' });
+    await h.history.addMessage(id, { role: 'assistant', content: '| left | centre | right |\n|:--|:-:|--:|\n| a | b | c |' });
+    await page.goto(`${h.url}/c/${id}`);
+    const aligns = await page.evaluate(() => Array.from(document.querySelectorAll('.msg td')).slice(-3).map((td) => getComputedStyle(td).textAlign));
+    expect(aligns).toEqual(['left', 'center', 'right']);
+  });
+
   it('follows the system dark mode', async () => {
     const dark = await noJsContext(browser, { dark: true });
     try {

@@ -30,6 +30,13 @@ describe('markdown', () => {
     expect(out).toMatch(/<table>[\s\S]*<th>a<\/th>[\s\S]*<td>2<\/td>/);
   });
 
+  it('aligns table columns with classes, not inline styles (the CSP would drop those)', () => {
+    const out = md('| l | c | r | n |\n|:--|:-:|--:|---|\n| 1 | 2 | 3 | 4 |\n');
+    expect(out).not.toContain('style=');
+    expect(out).toContain('<th class="al">l</th>\n<th class="ac">c</th>\n<th class="ar">r</th>\n<th>n</th>');
+    expect(out).toContain('<td class="al">1</td>\n<td class="ac">2</td>\n<td class="ar">3</td>\n<td>4</td>');
+  });
+
   it('never passes raw HTML through', () => {
     for (const s of ['<script>alert(1)</script>', '<img src=x onerror=alert(1)>', '<iframe src="https://evil"></iframe>', '<a href="javascript:alert(1)">x</a>']) {
       const out = md(s);
