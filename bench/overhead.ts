@@ -178,7 +178,9 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
         addRows.push([b.label, c, via, fmt(addP50, 2), fmt(addP99, 2), fmt(p.ttftP50 / d.ttftP50, 2) + 'x', fmt(perChunk * 1000, 1), fmt(gapAdd * 1000, 1), fmt(p.totalMean / d.totalMean, 3) + 'x', fmt(cpu.cpu, 2)]);
         if (via === 'hearth' && c === 1) targets.push({ what: `added TTFT p50 <= 1 ms at concurrency 1 (${b.label})`, measured: `${fmt(addP50, 2)} ms`, met: addP50 <= 1 });
         if (via === 'hearth' && c === CONC) {
-          targets.push({ what: `added TTFT p99 <= 5 ms at concurrency 64 (${b.label})`, measured: `${fmt(addP99, 2)} ms`, met: addP99 <= 5 });
+          // The same run's other proxies, for scale: at p99 the machine's noise is much of the figure.
+          const othersP99 = `nginx ${fmt(s.nginx.ttftP99 - d.ttftP99, 2)} ms, bare node:http pipe ${fmt(s.node.ttftP99 - d.ttftP99, 2)} ms`;
+          targets.push({ what: `added TTFT p99 <= 5 ms at concurrency 64 (${b.label})`, measured: `${fmt(addP99, 2)} ms (added p50 ${fmt(addP50, 2)} ms; at p99 in this run: ${othersP99})`, met: addP99 <= 5 });
           targets.push({ what: `Hearth CPU <= 2 ms per 200-token stream at concurrency 64 (${b.label})`, measured: `${cpuText(phases.hearth)}; nginx worker: ${cpuText(phases.nginx)}; bare node:http pipe: ${cpuText(phases.node)} (during the warm-up of a fresh process: Hearth ${cpuText(b.warm.hearth)}, bare pipe ${cpuText(b.warm.node)})`, met: cpu.cpu <= 2 });
         }
       }
