@@ -55,10 +55,10 @@ const PROBE = 'hearth-probe-7f3a';
 const LEARN_LIMIT = 8;
 /**
  * Events a run reader parses to learn the shape before the stream's reader would (whose answer
- * may be in the same read): the role chunk, then the first token. The event is parsed again
- * where it is read as an item, so this is bounded.
+ * may be in the same read): the role chunk, the first token, then a few changes of shape. An
+ * event that teaches nothing is parsed again where it is read as an item, so this is bounded.
  */
-const RUN_LEARN_LIMIT = 2;
+const RUN_LEARN_LIMIT = 4;
 
 export class ChunkTemplate implements RunReader<TokenRun> {
   kind: TokenKind = 'other';
@@ -104,6 +104,17 @@ export class ChunkTemplate implements RunReader<TokenRun> {
    */
   readRun(text: string, at: number): TokenRun | null | undefined {
     if (this.head === '' && this.runLearns > 0) this.learnAt(text, at);
+    const run = this.scan(text, at);
+    if (run !== false) return run;
+    // A token event whose text after the token changed (llama-server's `created` ticks every
+    // second): learn the new shape from it and read on.
+    if (this.runLearns === 0 || !this.learnAt(text, at)) return undefined;
+    const again = this.scan(text, at);
+    return again === false ? undefined : again;
+  }
+
+  /** readRun's reading; false when an event starts like the shape but does not end like it. */
+  private scan(text: string, at: number): TokenRun | null | undefined | false {
     const head = this.head;
     if (head === '' || text.slice(at, at + head.length) !== head) return undefined;
     const between = this.between;
@@ -128,7 +139,7 @@ export class ChunkTemplate implements RunReader<TokenRun> {
       if (!more) break;
       pos = q + between.length;
     }
-    if (events === 0) return undefined;
+    if (events === 0) return false;
     if (SPECIAL.test(tokens)) {
       if (CONTROL.test(tokens) || !this.escapesWhole(text, at + head.length, events)) return null;
       tokens = JSON.parse(`"${tokens}"`) as string;
@@ -136,20 +147,24 @@ export class ChunkTemplate implements RunReader<TokenRun> {
     return { run: text.slice(at, end), end, events, tokens, nonEmpty };
   }
 
-  /** Learn the shape from the event at `at` when it is one whole `data:` line. */
-  private learnAt(text: string, at: number): void {
-    if (text.slice(at, at + 6) !== 'data: ') return;
+  /**
+   * Learn the shape from the event at `at` when it is one whole `data:` line; true when that
+   * event now reads as a token event of the shape.
+   */
+  private learnAt(text: string, at: number): boolean {
+    if (text.slice(at, at + 6) !== 'data: ') return false;
     const end = text.indexOf('\n\n', at);
     const data = end < 0 ? '' : text.slice(at + 6, end);
-    if (data === '' || data.indexOf('\n') >= 0) return;
+    if (data === '' || data.indexOf('\n') >= 0) return false;
     this.runLearns--;
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
     } catch {
-      return;
+      return false;
     }
     this.learn(data, chunk);
+    return this.head !== '' && this.match(data) !== undefined;
   }
 
   /** Each of the `events` tokens of a run read from `pos` is a valid JSON string body on its own. */

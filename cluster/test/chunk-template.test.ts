@@ -264,11 +264,26 @@ describe('token runs', () => {
 
   it('ends a run at an event of another shape and starts another after it', () => {
     const t = new ChunkTemplate();
-    const text = [llama('a'), llama('b'), llama('c', ',"usage":{"completion_tokens":3}'), llama('d'), llama('e')].map(event).join('') + ': ping\n\n' + event(llama('f'));
+    const stop = llama('c').replace('"finish_reason":null', '"finish_reason":"length"');
+    const text = [llama('a'), llama('b'), stop, llama('d'), llama('e')].map(event).join('') + ': ping\n\n' + event(llama('f'));
     const got = read(t, [text]);
     expect(got.runs.map((r) => r.events)).toEqual([2, 2, 1]);
     expect(got.content).toBe('abdef');
-    expect(got.items).toEqual([{ data: llama('c', ',"usage":{"completion_tokens":3}') }, { comment: 'ping' }]);
+    expect(got.items).toEqual([{ data: stop }, { comment: 'ping' }]);
+    // A token chunk that carries more (usage here) is a shape of its own, learned where it comes.
+    const usage = llama('c', ',"usage":{"completion_tokens":3}');
+    const more = read(new ChunkTemplate(), [[llama('a'), llama('b'), usage, llama('d')].map(event).join('')]);
+    expect(more.runs.map((r) => r.events)).toEqual([2, 1, 1]);
+    expect(more.content).toBe('abcd');
+  });
+
+  it("learns the new shape within a read when the text after the token changes (llama-server's created ticks)", () => {
+    const later = (s: string) => llama(s).replace('1764000000', '1764000001');
+    const text = [llama('a'), llama('b'), later('c'), later('d'), later('e')].map(event).join('') + event(finish.replace('1764000000', '1764000001'));
+    const got = read(new ChunkTemplate(), [text]);
+    expect(got.runs.map((r) => r.events)).toEqual([2, 3]);
+    expect(got.content).toBe('abcde');
+    expect(got.items).toHaveLength(1);
   });
 
   it('does not read runs of JSON written over several data lines', () => {

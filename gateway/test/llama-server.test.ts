@@ -1,7 +1,9 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { llamaAvailable, llamaMissing, startLlama, type Llama } from '../../bench/lib/llama.ts';
-import { chatBody, contentOf, post, startHearth, type TestHearth } from './harness.ts';
+import { ChunkTemplate, tokenOf } from '../../cluster/chunk-template.ts';
+import { SseParser } from '../../cluster/sse.ts';
+import { chatBody, contentOf, post, sseData, startHearth, type TestHearth } from './harness.ts';
 
 if (!llamaAvailable()) console.warn(`skipping the real llama-server tests: ${llamaMissing}`);
 
@@ -26,6 +28,20 @@ describe.skipIf(!llamaAvailable())('through Hearth to a real llama-server', () =
     expect(node.load?.slots).toBe(2);
     const client = new OpenAI({ baseURL: h.api, apiKey: 'x' });
     expect((await client.models.list()).data.map((m) => m.id)).toContain('tiny');
+  });
+
+  it("reads llama-server's token chunks through the template, a whole answer as one run", async () => {
+    const body = chatBody('tiny', { messages, temperature: 0, max_tokens: 64, seed: 1, stream: true });
+    const raw = Buffer.from(await (await post(`${llama.url}/v1/chat/completions`, body)).arrayBuffer());
+    // The answer as one network read, as a fast node's often arrives.
+    const template = new ChunkTemplate();
+    const items = new SseParser().push(raw, template);
+    const runs = items.filter((i) => 'run' in i);
+    const tokenEvents = sseData(raw.toString()).filter((d) => d !== '[DONE]' && tokenOf(JSON.parse(d)));
+    // A new run where `created` ticks to the next second.
+    expect(runs).toHaveLength(new Set(tokenEvents.map((d) => JSON.parse(d).created)).size);
+    expect(runs.reduce((n, r) => n + r.events, 0)).toBe(tokenEvents.length);
+    expect(runs.map((r) => r.tokens).join('')).toBe(contentOf(raw.toString()));
   });
 
   it('at temperature 0, streamed and non-streamed content through Hearth equals a direct request', async () => {
