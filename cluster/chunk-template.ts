@@ -82,16 +82,7 @@ export class ChunkTemplate implements RunReader<TokenRun> {
     const end = data.length - s.length;
     // Slices compared whole are a memory comparison; startsWith/endsWith go character by character.
     if (p === '' || end < p.length || data.slice(0, p.length) !== p || data.slice(end) !== s) return undefined;
-    const token = data.slice(p.length, end);
-    if (!SPECIAL.test(token)) return token;
-    // Escapes are read by the parser; a raw quote or control character is left to the full parse
-    // (a quote could end the string early and still leave valid JSON of another structure).
-    if (token.indexOf('\\') < 0) return undefined;
-    try {
-      return JSON.parse(`"${token}"`) as string;
-    } catch {
-      return undefined;
-    }
+    return stringBody(data.slice(p.length, end));
   }
 
   /**
@@ -171,14 +162,7 @@ export class ChunkTemplate implements RunReader<TokenRun> {
   private escapesWhole(text: string, pos: number, events: number): boolean {
     for (let k = 0; k < events; k++) {
       const q = closingQuote(text, pos);
-      const token = text.slice(pos, q);
-      if (token.indexOf('\\') >= 0) {
-        try {
-          JSON.parse(`"${token}"`);
-        } catch {
-          return false;
-        }
-      }
+      if (stringBody(text.slice(pos, q)) === undefined) return false;
       pos = q + this.between.length;
     }
     return true;
@@ -213,6 +197,21 @@ export class ChunkTemplate implements RunReader<TokenRun> {
     this.tail = oneLine ? `${suffix}\n\n` : '';
     this.between = this.tail + this.head;
     this.kind = t.kind;
+  }
+}
+
+/**
+ * A token's text as the JSON string body it stands in, unescaped; undefined when it is not one.
+ * Escapes are read by the parser; a raw quote or control character is refused (a quote could end
+ * the string early and still leave valid JSON of another structure).
+ */
+function stringBody(token: string): string | undefined {
+  if (!SPECIAL.test(token)) return token;
+  if (token.indexOf('\\') < 0) return undefined;
+  try {
+    return JSON.parse(`"${token}"`) as string;
+  } catch {
+    return undefined;
   }
 }
 

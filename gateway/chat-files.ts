@@ -17,10 +17,26 @@ const secretFile = (dataDir: string) => join(dataDir, 'secret.key');
  * Hearth wrote it): then a new one is made. Throws DataFileError when it cannot be read.
  */
 export function readSecret(dataDir: string): Buffer | undefined {
+  const key = readKeyFile(dataDir);
+  return key && key.length >= KEY_BYTES ? key : undefined;
+}
+
+/** The key, made and written whole when there is none; `warn` hears of one replaced. */
+export function loadSecret(dataDir: string, random: (n: number) => Buffer, warn: (m: string) => void): Buffer {
+  const found = readKeyFile(dataDir);
+  if (found && found.length >= KEY_BYTES) return found;
   const file = secretFile(dataDir);
-  let key: Buffer;
+  if (found) warn(`${file} held ${found.length} bytes, not ${KEY_BYTES}: replaced with a new key (chat sessions log in again)`);
+  const key = random(KEY_BYTES);
+  writeFileWhole(file, key, 0o600);
+  return key;
+}
+
+/** The key file's bytes, whatever their length; undefined when there is none. */
+function readKeyFile(dataDir: string): Buffer | undefined {
+  const file = secretFile(dataDir);
   try {
-    key = readFileSync(file);
+    return readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
@@ -28,24 +44,6 @@ export function readSecret(dataDir: string): Buffer | undefined {
       `cannot read ${file} (${code ?? (e as Error).message}): it signs the chat's sessions and forms. Let the user Hearth runs as read it, or remove it to have a new one made (everyone then logs in again).`,
     );
   }
-  return key.length >= KEY_BYTES ? key : undefined;
-}
-
-/** The key, made and written whole when there is none; `warn` hears of one replaced. */
-export function loadSecret(dataDir: string, random: (n: number) => Buffer, warn: (m: string) => void): Buffer {
-  const found = readSecret(dataDir);
-  if (found) return found;
-  const file = secretFile(dataDir);
-  let old = -1;
-  try {
-    old = readFileSync(file).length;
-  } catch {
-    /* none */
-  }
-  if (old >= 0) warn(`${file} held ${old} bytes, not ${KEY_BYTES}: replaced with a new key (chat sessions log in again)`);
-  const key = random(KEY_BYTES);
-  writeFileWhole(file, key, 0o600);
-  return key;
 }
 
 /** Session ids logged out before their expiry, with that expiry (ms), kept across restarts. */

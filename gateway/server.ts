@@ -50,7 +50,7 @@ function addStaticNodes(registry: Registry, config: Config): void {
 export async function createHearth(config: Config): Promise<Hearth> {
   const log = createLogger(config.log);
   // The chat loads with its first page; a key it could not read would only show then.
-  if (config.chat.enabled) readSecret(config.data);
+  const startKey = config.chat.enabled ? readSecret(config.data) : undefined;
   const history = await openHistoryWhenNeeded(
     {
       dir: join(config.data, 'history'),
@@ -113,7 +113,7 @@ export async function createHearth(config: Config): Promise<Hearth> {
       models: () => balancer.models(),
       password: config.chat.password || undefined,
       sessionDays: config.chat.session_days,
-      secret: loadSecret(config.data, (n) => nodeCrypto().randomBytes(n), log.error),
+      secret: startKey ?? loadSecret(config.data, (n) => nodeCrypto().randomBytes(n), log.error),
       revoked: revokedSessions(config.data, log.error),
     });
     return getRequestListener(chat.fetch, { hostname: config.host });

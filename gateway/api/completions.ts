@@ -79,11 +79,11 @@ export function completionHandler(endpoint: Endpoint, deps: CompletionDeps): Api
  * Writes a streamed answer to the client. Headers go out with the first event, so a failure
  * before it can still be retried elsewhere or reported as a plain JSON error.
  *
- * After the first event, each event is framed as an HTTP chunk here and written to the socket in
- * one call. This is the hottest write in Hearth: `ServerResponse.write` spends four writes into
- * a corked socket and a deferred uncork on every event, about a tenth of Hearth's CPU time for a
- * stream. The head and the first event, the end and any request whose answer is not chunked
- * (HTTP/1.0, or one waiting behind a pipelined answer) keep going through the response.
+ * Events are framed as HTTP chunks here and written to the socket in one call each, the head
+ * flushed into the same write as the first. This is the hottest write in Hearth:
+ * `ServerResponse.write` spends four writes into a corked socket and a deferred uncork on every
+ * event, about a tenth of Hearth's CPU time for a stream. The end (`0` chunk) and any answer that
+ * is not chunked (HTTP/1.0, or one waiting behind a pipelined answer) go through the response.
  */
 function sseSink(incoming: IncomingMessage, out: ServerResponse, observer: StreamObserver | undefined, clientGone: CancelSignal): StreamSink {
   // HTTP/1.1 answers without a length are chunked; an HTTP/1.0 client gets the bytes as they are.
