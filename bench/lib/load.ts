@@ -1,10 +1,12 @@
 /**
  * The load generator's client: streamed OpenAI chat completions over node:http with a keep-alive
- * agent, timing every content chunk. Parsing is minimal on purpose (split events on blank lines,
+ * agent, timing every content chunk, read as they come (`streamChat`) or afterwards
+ * (`fetchStream` + `readStream`). Parsing is minimal on purpose (split events on blank lines,
  * JSON.parse each `data:`): the client must cost the same whatever is behind the URL.
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
 
 export interface StreamResult {
   status: number;
@@ -40,22 +42,142 @@ export interface StreamOptions {
   keepChunkTimes?: boolean;
 }
 
-/** POST `body` (stream forced on) to `${base}/v1/chat/completions` and read the whole stream. */
-export function streamChat(base: string, body: Record<string, unknown>, o: StreamOptions): Promise<StreamResult> {
+/**
+ * Reads one stream's SSE text as it arrives, read by read, into a StreamResult: an event's time is
+ * the time of the read that completed it.
+ */
+class EventReader {
+  private buf = '';
+  constructor(
+    private readonly r: StreamResult,
+    private readonly keep: boolean,
+    private readonly onFirst?: () => void,
+  ) {}
+
+  push(s: string, now: number): void {
+    const r = this.r;
+    this.buf += s;
+    let cut: number;
+    // Events end with a blank line; CRLF is tolerated.
+    while ((cut = this.buf.search(/\r?\n\r?\n/)) >= 0) {
+      const ev = this.buf.slice(0, cut);
+      this.buf = this.buf.slice(cut + (this.buf[cut] === '\r' ? 4 : 2));
+      let data = '';
+      for (const line of ev.split(/\r?\n/)) if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line[5] === ' ' ? 6 : 5);
+      if (!data) continue;
+      if (data === '[DONE]') {
+        r.done = true;
+        continue;
+      }
+      let j: any;
+      try {
+        j = JSON.parse(data);
+      } catch {
+        r.error ??= `malformed event: ${data.slice(0, 80)}`;
+        continue;
+      }
+      if (j.error) {
+        r.error ??= `error event: ${j.error.message ?? JSON.stringify(j.error)}`;
+        continue;
+      }
+      if (r.status !== 200) continue;
+      const c = j.choices?.[0]?.delta?.content;
+      if (typeof c === 'string' && c.length > 0) {
+        if (r.chunkTimes.length === 0) {
+          r.ttft = now;
+          this.onFirst?.();
+        }
+        if (this.keep || r.chunkTimes.length === 0) r.chunkTimes.push(now);
+        r.content += c;
+      }
+      if (j.timings) r.timings = j.timings;
+      if (j.usage) r.usage = j.usage;
+    }
+  }
+
+  /** What is left unread (a body that is not SSE: an error answer). */
+  get rest(): string {
+    return this.buf;
+  }
+}
+
+/** A stream as it arrived, not yet read: its bytes and when each read came (ms since sent). */
+export interface RawStream {
+  status: number;
+  t0: number;
+  total: number;
+  reads: Buffer[];
+  readTimes: number[];
+  error?: string;
+}
+
+/**
+ * POST `body` (stream forced on) to `${base}/v1/chat/completions` and keep the answer's reads
+ * with their times, parsing nothing: `readStream` parses them afterwards. The overhead bench
+ * uses this so that the client's parsing, which a real client does on its own machine, does not
+ * compete for this machine's cores with the proxy under test and the node. The figures are the
+ * same as `streamChat`'s; only when the parsing runs differs.
+ */
+export function fetchStream(base: string, body: Record<string, unknown>, o: Pick<StreamOptions, 'agent' | 'timeoutMs'>): Promise<RawStream> {
+  return request(base, body, o, (raw) => (b, now) => {
+    raw.reads.push(b);
+    raw.readTimes.push(now);
+  });
+}
+
+/** The StreamResult of a stream read by `fetchStream`: the same as `streamChat` would have given. */
+export function readStream(raw: RawStream, keepChunkTimes = true): StreamResult {
+  const r: StreamResult = { status: raw.status, ttft: NaN, total: raw.total, chunkTimes: [], content: '', done: false, t0: raw.t0 };
+  const events = new EventReader(r, keepChunkTimes);
+  const text = new StringDecoder('utf8');
+  raw.reads.forEach((b, i) => events.push(text.write(b), raw.readTimes[i]));
+  events.push(text.end(), raw.total);
+  settle(r, raw.error, events.rest);
+  return r;
+}
+
+/** POST `body` (stream forced on) to `${base}/v1/chat/completions` and read the whole stream as it comes. */
+export async function streamChat(base: string, body: Record<string, unknown>, o: StreamOptions): Promise<StreamResult> {
+  let r!: StreamResult;
+  let events!: EventReader;
+  const text = new StringDecoder('utf8');
+  const raw = await request(base, body, o, (raw) => {
+    r = { status: 0, ttft: NaN, total: NaN, chunkTimes: [], content: '', done: false, t0: raw.t0 };
+    events = new EventReader(r, o.keepChunkTimes ?? true, o.onFirst);
+    return (b, now) => {
+      r.status = raw.status;
+      events.push(text.write(b), now);
+    };
+  });
+  r.status = raw.status;
+  r.total = raw.total;
+  events.push(text.end(), raw.total);
+  settle(r, raw.error, events.rest);
+  return r;
+}
+
+/** The stream's error: the transport's, or a bad status with the start of its body. */
+function settle(r: StreamResult, error: string | undefined, rest: string): void {
+  const e = error ?? (r.status !== 200 ? `status ${r.status}: ${rest.slice(0, 200)}` : undefined);
+  if (e && !r.error) r.error = e;
+}
+
+/** Sends the request and hands each read of the answer to `onRead`, made once the request is under way. */
+function request(base: string, body: Record<string, unknown>, o: Pick<StreamOptions, 'agent' | 'timeoutMs'>, reader: (raw: RawStream) => (b: Buffer, now: number) => void): Promise<RawStream> {
   const payload = Buffer.from(JSON.stringify({ ...body, stream: true }));
   const url = new URL(base + '/v1/chat/completions');
-  const keep = o.keepChunkTimes ?? true;
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const r: StreamResult = { status: 0, ttft: NaN, total: NaN, chunkTimes: [], content: '', done: false, t0 };
+    const raw: RawStream = { status: 0, t0, total: NaN, reads: [], readTimes: [] };
+    const onRead = reader(raw);
     let settled = false;
     const finish = (error?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      r.total = performance.now() - t0;
-      if (error && !r.error) r.error = error;
-      resolve(r);
+      raw.total = performance.now() - t0;
+      if (error) raw.error = error;
+      resolve(raw);
     };
     const timer = setTimeout(() => {
       req.destroy();
@@ -64,50 +186,9 @@ export function streamChat(base: string, body: Record<string, unknown>, o: Strea
     const req = http.request(
       { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: o.agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
       (res) => {
-        r.status = res.statusCode ?? 0;
-        res.setEncoding('utf8');
-        let buf = '';
-        res.on('data', (s: string) => {
-          const now = performance.now() - t0;
-          buf += s;
-          let cut: number;
-          // Events end with a blank line; CRLF is tolerated.
-          while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-            const ev = buf.slice(0, cut);
-            buf = buf.slice(cut + (buf[cut] === '\r' ? 4 : 2));
-            let data = '';
-            for (const line of ev.split(/\r?\n/)) if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line[5] === ' ' ? 6 : 5);
-            if (!data) continue;
-            if (data === '[DONE]') {
-              r.done = true;
-              continue;
-            }
-            let j: any;
-            try {
-              j = JSON.parse(data);
-            } catch {
-              r.error ??= `malformed event: ${data.slice(0, 80)}`;
-              continue;
-            }
-            if (j.error) {
-              r.error ??= `error event: ${j.error.message ?? JSON.stringify(j.error)}`;
-              continue;
-            }
-            if (r.status !== 200) continue;
-            const c = j.choices?.[0]?.delta?.content;
-            if (typeof c === 'string' && c.length > 0) {
-              if (r.chunkTimes.length === 0) {
-                r.ttft = now;
-                o.onFirst?.();
-              }
-              if (keep || r.chunkTimes.length === 0) r.chunkTimes.push(now);
-              r.content += c;
-            }
-            if (j.timings) r.timings = j.timings;
-            if (j.usage) r.usage = j.usage;
-          }
-        });
-        res.on('end', () => finish(r.status !== 200 ? `status ${r.status}: ${buf.slice(0, 200)}` : undefined));
+        raw.status = res.statusCode ?? 0;
+        res.on('data', (b: Buffer) => onRead(b, performance.now() - t0));
+        res.on('end', () => finish());
         res.on('error', (e) => finish(`response error: ${e.message}`));
         res.on('close', () => finish(res.complete ? undefined : 'connection closed mid-answer'));
       },
