@@ -85,11 +85,23 @@ export class AnswerSoFar {
     this.prior = this.tokens;
     const next: Record<string, unknown> = { ...body };
     if (this.content) next.messages = [...(body.messages as unknown[]), { role: 'assistant', content: this.content }];
-    for (const k of ['max_tokens', 'max_completion_tokens', 'n_predict']) {
+    for (const k of TOKEN_LIMITS) {
       if (typeof body[k] === 'number') next[k] = Math.max(1, (body[k] as number) - this.tokens);
     }
     return next;
   }
+}
+
+/** The request fields that cap an answer's length: OpenAI's old and new names, and llama-server's. */
+const TOKEN_LIMITS = ['max_tokens', 'max_completion_tokens', 'n_predict'] as const;
+
+/** The answer's length cap the request asks for, if any. */
+export function tokenLimit(body: Record<string, unknown>): number | undefined {
+  for (const k of TOKEN_LIMITS) {
+    const v = body[k];
+    if (typeof v === 'number' && v > 0) return v;
+  }
+  return undefined;
 }
 
 /** Identifies a conversation across turns: its model and messages up to the first user message. */

@@ -1,6 +1,6 @@
 import type { Balancer, Lease, Outcome, PickRequest } from './balancer.ts';
 import type { CancelSignal } from './cancel.ts';
-import { AnswerSoFar, conversationKey } from './continuation.ts';
+import { AnswerSoFar, conversationKey, tokenLimit } from './continuation.ts';
 import { ChunkTemplate } from './chunk-template.ts';
 import { ClusterError, StreamBrokenError } from './errors.ts';
 import type { ModelRoutes } from './model-routes.ts';
@@ -430,7 +430,7 @@ class RequestPick implements PickRequest {
     const b = req.body;
     this.model = req.model;
     this.signal = req.signal;
-    this.tokens = [b.max_tokens, b.max_completion_tokens, b.n_predict].find((v): v is number => typeof v === 'number' && v > 0);
+    this.tokens = tokenLimit(b);
   }
 
   /** Hashed only when the balancer has a choice to make with it. */
