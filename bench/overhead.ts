@@ -122,7 +122,6 @@ const emptyPhases = (): Record<Via, Phase> => ({ direct: emptyPhase(), hearth: e
 const perStream = (p: Phase) => ({ cpu: (p.cpu * 1000) / Math.max(1, p.results.length), kernel: (p.kernel * 1000) / Math.max(1, p.results.length) });
 const cpuText = (p: Phase) => `${fmt(perStream(p).cpu, 2)} ms (kernel ${fmt(perStream(p).kernel, 2)})`;
 
-
 export async function runOverhead(o: OverheadOptions): Promise<void> {
   const sequential = o.sequential ?? 100;
   const rounds = o.rounds ?? ROUNDS;
@@ -216,9 +215,9 @@ export async function runOverhead(o: OverheadOptions): Promise<void> {
         if (via === 'hearth' && c === 1) targets.push({ what: `added TTFT p50 <= 1 ms at concurrency 1 (${b.label})`, measured: `${fmt(addP50, 2)} ms`, met: addP50 <= 1 });
       }
     }
-    // The same run's other proxies, for scale: at p99 the machine's noise is much of the figure.
     const own = (via: Via) => addedTtft(b.c64, via);
     const shared = (via: Via) => addedTtft(b.c64shared, via);
+    // With the same run's other proxies, for scale: at p99 the machine's noise is much of the figure.
     targets.push({
       what: `added TTFT p99 <= 5 ms at concurrency 64 (${b.label})`,
       measured:
