@@ -19,7 +19,12 @@ export interface ExoHello {
   namespace: string;
 }
 
-/** Parse exo's 20-byte Hello: 'EXO', kind 0, 8-byte nonce, 8-byte namespace hash. */
+/**
+ * Parse exo's 20-byte Hello: 'EXO', kind 0, 8-byte nonce, 8-byte namespace hash (the first 8
+ * bytes of blake3 of the namespace, which defaults to exo's version, so any value is accepted).
+ * Checked against exo's rust/networking/src/discovery.rs: the other kind, WhatsUp (1, 30 bytes),
+ * is a node's unicast answer to a Hello and never reaches the group, so it is ignored here.
+ */
 export function parseExoHello(buf: Buffer): { nonce: string; namespace: string } | null {
   if (buf.length !== 20 || buf.toString('latin1', 0, 3) !== 'EXO' || buf[3] !== 0) return null;
   return { nonce: buf.subarray(4, 12).toString('hex'), namespace: buf.subarray(12, 20).toString('hex') };
