@@ -427,10 +427,9 @@ class RequestPick implements PickRequest {
     readonly exclude: Set<string>,
     readonly filter: PickRequest['filter'],
   ) {
-    const b = req.body;
     this.model = req.model;
     this.signal = req.signal;
-    this.tokens = tokenLimit(b);
+    this.tokens = tokenLimit(req.body);
   }
 
   /** Hashed only when the balancer has a choice to make with it. */

@@ -13,27 +13,10 @@ export class DataFileError extends Error {}
 const secretFile = (dataDir: string) => join(dataDir, 'secret.key');
 
 /**
- * The key, or undefined when there is none yet or it was cut short (a power cut while an older
- * Hearth wrote it): then a new one is made. Throws DataFileError when it cannot be read.
+ * The key file's bytes, whatever their length; undefined when there is none. Read once, at start,
+ * so that one Hearth cannot read stops start-up. Throws DataFileError then.
  */
 export function readSecret(dataDir: string): Buffer | undefined {
-  const key = readKeyFile(dataDir);
-  return key && key.length >= KEY_BYTES ? key : undefined;
-}
-
-/** The key, made and written whole when there is none; `warn` hears of one replaced. */
-export function loadSecret(dataDir: string, random: (n: number) => Buffer, warn: (m: string) => void): Buffer {
-  const found = readKeyFile(dataDir);
-  if (found && found.length >= KEY_BYTES) return found;
-  const file = secretFile(dataDir);
-  if (found) warn(`${file} held ${found.length} bytes, not ${KEY_BYTES}: replaced with a new key (chat sessions log in again)`);
-  const key = random(KEY_BYTES);
-  writeFileWhole(file, key, 0o600);
-  return key;
-}
-
-/** The key file's bytes, whatever their length; undefined when there is none. */
-function readKeyFile(dataDir: string): Buffer | undefined {
   const file = secretFile(dataDir);
   try {
     return readFileSync(file);
@@ -44,6 +27,20 @@ function readKeyFile(dataDir: string): Buffer | undefined {
       `cannot read ${file} (${code ?? (e as Error).message}): it signs the chat's sessions and forms. Let the user Hearth runs as read it, or remove it to have a new one made (everyone then logs in again).`,
     );
   }
+}
+
+/**
+ * The key from the bytes `readSecret` found, or a new one made and written whole when there were
+ * none or they were cut short (a power cut while an older Hearth wrote it); `warn` hears of one
+ * replaced.
+ */
+export function loadSecret(dataDir: string, found: Buffer | undefined, random: (n: number) => Buffer, warn: (m: string) => void): Buffer {
+  if (found && found.length >= KEY_BYTES) return found;
+  const file = secretFile(dataDir);
+  if (found) warn(`${file} held ${found.length} bytes, not ${KEY_BYTES}: replaced with a new key (chat sessions log in again)`);
+  const key = random(KEY_BYTES);
+  writeFileWhole(file, key, 0o600);
+  return key;
 }
 
 /** Session ids logged out before their expiry, with that expiry (ms), kept across restarts. */

@@ -50,7 +50,7 @@ function addStaticNodes(registry: Registry, config: Config): void {
 export async function createHearth(config: Config): Promise<Hearth> {
   const log = createLogger(config.log);
   // The chat loads with its first page; a key it could not read would only show then.
-  const startKey = config.chat.enabled ? readSecret(config.data) : undefined;
+  const keyFound = config.chat.enabled ? readSecret(config.data) : undefined;
   const history = await openHistoryWhenNeeded(
     {
       dir: join(config.data, 'history'),
@@ -113,7 +113,7 @@ export async function createHearth(config: Config): Promise<Hearth> {
       models: () => balancer.models(),
       password: config.chat.password || undefined,
       sessionDays: config.chat.session_days,
-      secret: startKey ?? loadSecret(config.data, (n) => nodeCrypto().randomBytes(n), log.error),
+      secret: loadSecret(config.data, keyFound, (n) => nodeCrypto().randomBytes(n), log.error),
       revoked: revokedSessions(config.data, log.error),
     });
     return getRequestListener(chat.fetch, { hostname: config.host });
