@@ -119,8 +119,10 @@ export class Http1Response {
     if (!this.ended) this.conn.socket.pause();
   }
 
+  /** Reading again; the silence limit counts from now, as a pause is the reader's silence, not the server's. */
   resume(): void {
     this.paused = false;
+    this.conn.restartIdle();
     this.flush();
     if (!this.paused && !this.ended) this.conn.socket.resume();
   }
@@ -278,6 +280,11 @@ class Connection {
     if (this.timer && this.timerDue <= this.lastRead + ms) return;
     clearTimeout(this.timer);
     this.arm(ms);
+  }
+
+  /** The silence limit counts from now. */
+  restartIdle(): void {
+    this.lastRead = performance.now();
   }
 
   private arm(ms: number): void {

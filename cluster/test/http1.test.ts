@@ -651,6 +651,36 @@ describe('connect and time limits', () => {
     await sleep(150);
     expect(idle).toBe(0);
   });
+
+  it('the silence limit restarts on resume: time spent paused is not the server\'s silence', async () => {
+    const srv = await rawServer(async (_req, peer) => {
+      peer.socket.write(head(200, TE) + '3\r\nabc\r\n');
+      // 80 ms paused + 60 ms after the resume: more than the limit since the last byte,
+      // less since the reader asked for more.
+      await sleep(140);
+      peer.socket.write(chunked('def'));
+    });
+    const res = await get(pool(srv.url));
+    let idle = 0;
+    res.setIdleTimeout(100, () => idle++);
+    const got: string[] = [];
+    const ended = new Promise<void>((resolve) =>
+      res.read({
+        data: (b) => {
+          got.push(b.toString());
+          if (got.length === 1) {
+            res.pause();
+            setTimeout(() => res.resume(), 80);
+          }
+        },
+        end: () => resolve(),
+        error: () => got.push('ERROR'),
+      }),
+    );
+    await within(ended, 1000, 'the end of the body');
+    expect(got).toEqual(['abc', 'def']);
+    expect(idle).toBe(0);
+  });
 });
 
 // ---- flow control --------------------------------------------------------------------------
