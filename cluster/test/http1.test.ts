@@ -655,14 +655,14 @@ describe('connect and time limits', () => {
   it('the silence limit restarts on resume: time spent paused is not the server\'s silence', async () => {
     const srv = await rawServer(async (_req, peer) => {
       peer.socket.write(head(200, TE) + '3\r\nabc\r\n');
-      // 80 ms paused + 60 ms after the resume: more than the limit since the last byte,
-      // less since the reader asked for more.
-      await sleep(140);
+      // 150 ms paused + 110 ms after the resume: more than the limit since the last byte,
+      // well under it since the reader asked for more.
+      await sleep(260);
       peer.socket.write(chunked('def'));
     });
     const res = await get(pool(srv.url));
     let idle = 0;
-    res.setIdleTimeout(100, () => idle++);
+    res.setIdleTimeout(200, () => idle++);
     const got: string[] = [];
     const ended = new Promise<void>((resolve) =>
       res.read({
@@ -670,7 +670,7 @@ describe('connect and time limits', () => {
           got.push(b.toString());
           if (got.length === 1) {
             res.pause();
-            setTimeout(() => res.resume(), 80);
+            setTimeout(() => res.resume(), 150);
           }
         },
         end: () => resolve(),
