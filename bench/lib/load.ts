@@ -49,13 +49,13 @@ export interface StreamOptions {
 class EventReader {
   private buf = '';
   constructor(
-    private readonly r: StreamResult,
+    readonly result: StreamResult,
     private readonly keep: boolean,
     private readonly onFirst?: () => void,
   ) {}
 
   push(s: string, now: number): void {
-    const r = this.r;
+    const r = this.result;
     this.buf += s;
     let cut: number;
     // Events end with a blank line; CRLF is tolerated.
@@ -125,31 +125,33 @@ export function fetchStream(base: string, body: Record<string, unknown>, o: Pick
   });
 }
 
+/** A result with nothing read yet, for the answer `raw` is receiving. */
+const emptyResult = (raw: RawStream): StreamResult => ({ status: raw.status, ttft: NaN, total: raw.total, chunkTimes: [], content: '', done: false, t0: raw.t0 });
+
 /** The StreamResult of a stream read by `fetchStream`: the same as `streamChat` would have given. */
 export function readStream(raw: RawStream, keepChunkTimes = true): StreamResult {
-  const r: StreamResult = { status: raw.status, ttft: NaN, total: raw.total, chunkTimes: [], content: '', done: false, t0: raw.t0 };
-  const events = new EventReader(r, keepChunkTimes);
+  const events = new EventReader(emptyResult(raw), keepChunkTimes);
   const text = new StringDecoder('utf8');
   raw.reads.forEach((b, i) => events.push(text.write(b), raw.readTimes[i]));
-  events.push(text.end(), raw.total);
-  settle(r, raw.error, events.rest);
-  return r;
+  return finish(events, raw, text);
 }
 
 /** POST `body` (stream forced on) to `${base}/v1/chat/completions` and read the whole stream as it comes. */
 export async function streamChat(base: string, body: Record<string, unknown>, o: StreamOptions): Promise<StreamResult> {
-  let r!: StreamResult;
-  let events!: EventReader;
   const text = new StringDecoder('utf8');
+  const reader = (raw: RawStream) => new EventReader(emptyResult(raw), o.keepChunkTimes ?? true, o.onFirst);
+  let events: EventReader | undefined;
   const raw = await request(base, body, o, (raw) => {
-    r = { status: 0, ttft: NaN, total: NaN, chunkTimes: [], content: '', done: false, t0: raw.t0 };
-    events = new EventReader(r, o.keepChunkTimes ?? true, o.onFirst);
-    return (b, now) => {
-      r.status = raw.status;
-      events.push(text.write(b), now);
-    };
+    const e = (events = reader(raw));
+    return (b, now) => e.push(text.write(b), now);
   });
-  r.status = raw.status;
+  // No answer came (a refused connection, a time-out before the head): nothing was read.
+  return finish(events ?? reader(raw), raw, text);
+}
+
+/** The result once the answer has ended: its last bytes read, its total time and its error. */
+function finish(events: EventReader, raw: RawStream, text: StringDecoder): StreamResult {
+  const r = events.result;
   r.total = raw.total;
   events.push(text.end(), raw.total);
   settle(r, raw.error, events.rest);
@@ -162,14 +164,13 @@ function settle(r: StreamResult, error: string | undefined, rest: string): void 
   if (e && !r.error) r.error = e;
 }
 
-/** Sends the request and hands each read of the answer to `onRead`, made once the request is under way. */
+/** Sends the request and hands each read of the answer to the reader made once its head (and status) came. */
 function request(base: string, body: Record<string, unknown>, o: Pick<StreamOptions, 'agent' | 'timeoutMs'>, reader: (raw: RawStream) => (b: Buffer, now: number) => void): Promise<RawStream> {
   const payload = Buffer.from(JSON.stringify({ ...body, stream: true }));
   const url = new URL(base + '/v1/chat/completions');
   return new Promise((resolve) => {
     const t0 = performance.now();
     const raw: RawStream = { status: 0, t0, total: NaN, reads: [], readTimes: [] };
-    const onRead = reader(raw);
     let settled = false;
     const finish = (error?: string) => {
       if (settled) return;
@@ -187,6 +188,7 @@ function request(base: string, body: Record<string, unknown>, o: Pick<StreamOpti
       { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: o.agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
       (res) => {
         raw.status = res.statusCode ?? 0;
+        const onRead = reader(raw);
         res.on('data', (b: Buffer) => onRead(b, performance.now() - t0));
         res.on('end', () => finish());
         res.on('error', (e) => finish(`response error: ${e.message}`));
